@@ -1,0 +1,37 @@
+"""The code location: every asset, check, job, sensor, schedule and resource."""
+
+from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
+
+from resources.hubspot import HubSpotResource
+from resources.warehouse import WarehouseResource
+from sensors.registry import workspace_registry_sensor
+from sync_assets import CONNECTORS
+from sync_assets.factory import build_connector_assets
+
+connector_assets = [build_connector_assets(c) for c in CONNECTORS]
+
+sync_workspace_job = define_asset_job(
+    "sync_workspace",
+    selection=AssetSelection.all(),
+    description="Sync every connector of one workspace (a run selects its active connections).",
+)
+
+connector_jobs = [
+    define_asset_job(
+        f"sync_{c.name}",
+        selection=AssetSelection.groups(c.name),
+        description=f"Sync {c.title} for one workspace.",
+        executor_def=in_process_executor,  # one step: skip the per-step process start
+    )
+    for c in CONNECTORS
+]
+
+defs = Definitions(
+    assets=connector_assets,
+    jobs=[sync_workspace_job, *connector_jobs],
+    sensors=[workspace_registry_sensor],
+    resources={
+        "warehouse": WarehouseResource(),
+        "hubspot": HubSpotResource(),
+    },
+)

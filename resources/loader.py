@@ -1,0 +1,219 @@
+"""Bulk, idempotent upserts of entity rows into the warehouse (DESIGN.md §4 "Dialects").
+
+One public entry point, :func:`upsert_rows`, with a bulk path per dialect:
+
+* PostgreSQL (psycopg 3): COPY the page into a per-connection temporary staging table, then a single
+  ``INSERT … SELECT … ON CONFLICT (workspace_id, source, source_id) DO UPDATE``.
+* SQLite: ``INSERT … ON CONFLICT DO UPDATE`` through SQLAlchemy Core, executemany in chunks.
+
+The caller owns the transaction: nothing here commits, and the connection stays usable afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from operator import itemgetter
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+__all__ = ["KEY_COLUMNS", "dedupe_rows", "upsert_rows"]
+
+KEY_COLUMNS: tuple[str, ...] = ("workspace_id", "source", "source_id")
+# Columns the database owns: a caller may never set them.
+_RESERVED_COLUMNS = frozenset({"id", "created_at", "updated_at"})
+
+
+def upsert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Upsert ``rows`` into ``table`` on ``(workspace_id, source, source_id)``; return rows written.
+
+    Every row must carry the same keys: the three key columns plus any of the table's other columns
+    except ``id``/``created_at``/``updated_at``. New keys are inserted; existing ones get every
+    provided non-key column overwritten and ``updated_at`` set to the database's ``now()``
+    (``id`` and ``created_at`` are kept). The batch is de-duplicated first (see :func:`dedupe_rows`),
+    and the return value is the de-duplicated row count.
+
+    Runs inside the caller's transaction and never commits.
+    """
+    if not rows:
+        return 0
+    columns = _validate_columns(table, rows[0])
+    unique = dedupe_rows(rows)
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        _upsert_postgres(conn, table, columns, unique)
+    elif dialect == "sqlite":
+        _upsert_sqlite(conn, table, columns, unique)
+    else:
+        raise NotImplementedError(
+            f"upsert_rows has no bulk path for the {dialect!r} dialect (supported: postgresql, sqlite)"
+        )
+    return len(unique)
+
+
+def dedupe_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Keep one row per key: the greatest ``source_updated_at``, else the later one in the list.
+
+    "Else" covers ties and any comparison involving ``None``: without two timestamps to compare,
+    arrival order is the best evidence of recency. First-seen key order is preserved.
+    """
+    best: dict[tuple[Any, Any, Any], Mapping[str, Any]] = {}
+    for row in rows:
+        key = (row["workspace_id"], row["source"], row["source_id"])
+        kept = best.get(key)
+        if kept is not None:
+            new_ts, old_ts = row.get("source_updated_at"), kept.get("source_updated_at")
+            if new_ts is not None and old_ts is not None and new_ts < old_ts:
+                continue
+        best[key] = row
+    return list(best.values())
+
+
+def _validate_columns(table: sa.Table, first_row: Mapping[str, Any]) -> list[str]:
+    columns = list(first_row.keys())
+    missing = [k for k in KEY_COLUMNS if k not in first_row]
+    if missing:
+        raise ValueError(f"{table.name}: rows lack key column(s) {missing}")
+    unknown = [c for c in columns if c not in table.c]
+    if unknown:
+        raise ValueError(f"{table.name}: unknown column(s) {unknown}")
+    reserved = sorted(_RESERVED_COLUMNS.intersection(columns))
+    if reserved:
+        raise ValueError(f"{table.name}: column(s) {reserved} are set by the database, not the caller")
+    return columns
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------
+
+
+def _upsert_postgres(
+    conn: sa.Connection, table: sa.Table, columns: list[str], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    if conn.dialect.driver != "psycopg":
+        raise NotImplementedError(
+            "upsert_rows streams COPY through psycopg 3 on PostgreSQL (a postgresql+psycopg:// URL), "
+            f"not the {conn.dialect.driver!r} driver"
+        )
+    quote = conn.dialect.identifier_preparer.quote
+    target = conn.dialect.identifier_preparer.format_table(table)
+    staging = quote(_staging_name(table, columns))
+    col_list = ", ".join(quote(c) for c in columns)
+
+    # Running SQL through SQLAlchemy first makes it autobegin its transaction if the caller has not, so
+    # the raw COPY below never runs in a transaction SQLAlchemy does not know about.
+    # The staging table lives as long as the DBAPI connection (created once, with the target's column
+    # types and no constraints or indexes) and is emptied at every commit. The DELETE only has work to
+    # do on a second call in the same transaction; TRUNCATE would cost a new relfilenode every call.
+    conn.exec_driver_sql(
+        f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
+        f"SELECT {col_list} FROM {target} WITH NO DATA"
+    )
+    conn.exec_driver_sql(f"DELETE FROM {staging}")
+
+    # Text COPY through psycopg's C row formatter: measured faster than binary COPY (whose jsonb is
+    # JSON text anyway) and than preformatting lines in Python. JSON columns are encoded here, so any
+    # JSON value (object, array, scalar) goes in as its text; the server parses it once, into staging.
+    json_idx = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, sa.JSON)]
+    getter = itemgetter(*columns)  # >= 3 columns, so it always returns a tuple
+    copy_sql = f"COPY {staging} ({col_list}) FROM STDIN"
+    driver = conn.connection.driver_connection
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    try:
+        with driver.cursor() as cur, cur.copy(copy_sql) as copy:
+            write_row = copy.write_row
+            for row in rows:
+                values = list(getter(row))
+                for i in json_idx:
+                    if values[i] is not None:
+                        values[i] = _encode_json(values[i])
+                write_row(values)
+    except dbapi_error as exc:
+        # Raise what SQLAlchemy would have raised, so callers catch one family of database errors.
+        raise sa.exc.DBAPIError.instance(copy_sql, None, exc, dbapi_error, dialect=conn.dialect) from exc
+
+    updates = [f"{quote(c)} = EXCLUDED.{quote(c)}" for c in columns if c not in KEY_COLUMNS]
+    updates.append(f"{quote('updated_at')} = now()")
+    key_list = ", ".join(quote(c) for c in KEY_COLUMNS)
+    conn.exec_driver_sql(
+        f"INSERT INTO {target} ({col_list}) SELECT {col_list} FROM {staging} "
+        f"ON CONFLICT ({key_list}) DO UPDATE SET {', '.join(updates)}"
+    )
+
+
+def _staging_name(table: sa.Table, columns: Sequence[str]) -> str:
+    # One staging table per (target, column set, column types): callers may send different subsets of
+    # columns, and a pooled connection must not reuse a staging table from before a type migration.
+    signature = ",".join(f"{c} {table.c[c].type}" for c in columns)
+    digest = hashlib.blake2s(signature.encode(), digest_size=4).hexdigest()
+    return f"_stage_{table.name[:40]}_{digest}"
+
+
+# One encoder for every call: json.dumps builds a new JSONEncoder per call when given options.
+_encode_json = json.JSONEncoder(ensure_ascii=False, check_circular=False, allow_nan=False).encode
+
+
+# --- SQLite ---------------------------------------------------------------------------------------
+
+# SQLite's compiled-in default before 3.32; newer builds allow 32766. Used only if the driver cannot say.
+_SQLITE_DEFAULT_MAX_VARIABLES = 999
+
+
+def _upsert_sqlite(
+    conn: sa.Connection, table: sa.Table, columns: list[str], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    stmt = sqlite_insert(table)
+    updates: dict[str, Any] = {c: stmt.excluded[c] for c in columns if c not in KEY_COLUMNS}
+    # Millisecond UTC text, the format SQLAlchemy's SQLite DateTime reads back; CURRENT_TIMESTAMP would
+    # only have second resolution.
+    updates["updated_at"] = sa.func.strftime("%Y-%m-%d %H:%M:%f", "now")
+    stmt = stmt.on_conflict_do_update(index_elements=list(KEY_COLUMNS), set_=updates)
+
+    convert = _sqlite_converters(table, columns)
+    # executemany binds one row at a time, but SQLAlchemy may fold the rows of a chunk into one
+    # multi-row VALUES statement: size chunks so even that stays under the variable limit.
+    chunk = max(1, _sqlite_max_variables(conn) // len(columns))
+    for start in range(0, len(rows), chunk):
+        params = [{c: convert[c](row[c]) for c in columns} for row in rows[start : start + chunk]]
+        conn.execute(stmt, params)
+
+
+def _sqlite_converters(table: sa.Table, columns: Sequence[str]) -> dict[str, Callable[[Any], Any]]:
+    converters: dict[str, Callable[[Any], Any]] = {}
+    for c in columns:
+        col_type = table.c[c].type
+        if isinstance(col_type, sa.JSON):
+            converters[c] = _sqlite_json
+        elif isinstance(col_type, sa.DateTime):
+            converters[c] = _sqlite_datetime
+        else:
+            converters[c] = _identity
+    return converters
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _sqlite_json(value: Any) -> Any:
+    # SQL NULL for None, as on Postgres; SQLAlchemy's JSON type would otherwise store JSON 'null'.
+    return sa.null() if value is None else value
+
+
+def _sqlite_datetime(value: Any) -> Any:
+    # SQLite stores datetimes as text without an offset: normalise to UTC so values compare and sort.
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _sqlite_max_variables(conn: sa.Connection) -> int:
+    driver = conn.connection.driver_connection
+    getlimit = getattr(driver, "getlimit", None)
+    if getlimit is None:
+        return _SQLITE_DEFAULT_MAX_VARIABLES
+    return int(getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))

@@ -1,0 +1,286 @@
+"""What every vendor simulator shares: the Vendor base class and its per-vendor state
+(fault settings, request log, rate limiter, OAuth token store)."""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+LOG_CAP = 200_000  # oldest request-log entries are dropped beyond this (benchmarks send millions)
+
+
+class InvalidRequest(ValueError):
+    """A control or vendor request the simulator rejects with 400."""
+
+
+def now_ms() -> float:
+    return time.time() * 1000
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    # json.dumps straight to bytes: FastAPI's encoder is several times slower on large pages.
+    return Response(json.dumps(body, separators=(",", ":")), status, headers, media_type="application/json")
+
+
+@dataclass
+class SandboxRequest:
+    """A vendor request as the gate sees it, before routing."""
+
+    method: str
+    path: str  # full path as received, e.g. /hubspot/crm/v3/objects/deals
+    subpath: str  # path below the vendor prefix, e.g. /crm/v3/objects/deals
+    query: dict[str, str | list[str]]
+    headers: dict[str, str]  # lower-cased names
+    body: Any  # parsed JSON, form dict, raw text, or None
+
+    def bearer(self) -> str | None:
+        auth = self.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return token.strip() or None
+
+
+def parsed(request: Request) -> SandboxRequest:
+    """The gate's parsed view of this request (query as str | list, body as JSON/form), for handlers."""
+    return request.state.sandbox_request
+
+
+def rate_remaining(request: Request) -> int | None:
+    """Requests left in the caller's window, when the simulator is enforcing a limit."""
+    return getattr(request.state, "sandbox_rate_remaining", None)
+
+
+@dataclass
+class Identity:
+    credential: str | None  # stable key for logs and rate limits; None if unidentifiable
+    authenticated: bool
+
+
+FAULT_KEYS = {
+    "rate_429", "retry_after_s", "rate_5xx", "status_5xx", "latency_ms", "bad_records", "next_429",
+    "next_5xx", "revoke",
+}
+
+
+@dataclass
+class Faults:
+    rate_429: float = 0.0
+    retry_after_s: float | None = None
+    rate_5xx: float = 0.0
+    status_5xx: int = 503
+    latency_ms: float = 0.0
+    bad_records: set[str] = field(default_factory=set)
+    next_429: int = 0
+    next_5xx: int = 0
+    revoke: bool = False
+
+    def merge(self, patch: dict[str, Any]) -> None:
+        for key, value in patch.items():
+            if key == "bad_records":
+                self.bad_records = {str(v) for v in value or []}
+            elif key == "retry_after_s":
+                self.retry_after_s = None if value is None else float(value)
+            elif key in ("next_429", "next_5xx", "status_5xx"):
+                setattr(self, key, int(value or 0) if key != "status_5xx" else int(value or 503))
+            elif key == "revoke":
+                self.revoke = bool(value)
+            else:
+                setattr(self, key, float(value or 0))
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["bad_records"] = sorted(self.bad_records)
+        return d
+
+
+class RequestLog:
+    def __init__(self) -> None:
+        self._entries: deque[dict[str, Any]] = deque(maxlen=LOG_CAP)
+
+    def add(self, entry: dict[str, Any]) -> None:
+        self._entries.append(entry)
+
+    def since(self, since_ms: float | None) -> list[dict[str, Any]]:
+        # Entries are appended on completion; ordering by arrival time is what callers reason about.
+        out = [e for e in self._entries if since_ms is None or e["ts_ms"] >= since_ms]
+        out.sort(key=lambda e: e["ts_ms"])
+        return out
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+class SlidingWindowLimiter:
+    """At most `limit` accepted requests per credential in any rolling `window_s` seconds."""
+
+    def __init__(self, limit: int | None, window_s: float):
+        self.limit, self.window_s = limit, window_s
+        self._hits: dict[str, deque[float]] = {}
+
+    def configure(self, limit: int | None, window_s: float) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._hits.clear()
+
+    def hit(self, credential: str, at: float) -> tuple[bool, int]:
+        """Record a request at `at` (epoch s) if allowed; returns (allowed, remaining)."""
+        if self.limit is None:
+            return True, 0
+        q = self._hits.setdefault(credential, deque())
+        while q and q[0] <= at - self.window_s:
+            q.popleft()
+        if len(q) >= self.limit:
+            return False, 0  # rejected requests do not count, so a client that backs off recovers
+        q.append(at)
+        return True, self.limit - len(q)
+
+    def clear(self) -> None:
+        self._hits.clear()
+
+
+class RenderCache:
+    """Rendered records by (namespace, index, version), bounded. Inner keys are ints, not tuples, so
+    a few hundred thousand entries add no work for the garbage collector."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._maps: dict[Hashable, dict[int, str]] = {}
+        self._size = 0
+
+    def get(self, namespace: Hashable, index: int, version: int) -> str | None:
+        m = self._maps.get(namespace)
+        return m.get(index << 24 | version) if m is not None else None
+
+    def put(self, namespace: Hashable, index: int, version: int, value: str) -> None:
+        if self._size >= self.capacity:
+            self.clear()  # crude eviction: a re-read just renders again
+        self._maps.setdefault(namespace, {})[index << 24 | version] = value
+        self._size += 1
+
+    def clear(self) -> None:
+        self._maps.clear()
+        self._size = 0
+
+
+@dataclass
+class IssuedToken:
+    credential: str
+    expires_at: float  # epoch s
+    valid: bool = True
+
+
+class TokenStore:
+    """Opaque access tokens mapped to the credential that obtained them."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, IssuedToken] = {}
+
+    def issue(self, credential: str, ttl_s: float, prefix: str = "") -> str:
+        token = prefix + secrets.token_urlsafe(48)
+        self._tokens[token] = IssuedToken(credential, time.time() + ttl_s)
+        return token
+
+    def lookup(self, token: str | None) -> Identity:
+        issued = self._tokens.get(token or "")
+        if issued is None:
+            return Identity(None, False)
+        return Identity(issued.credential, issued.valid and time.time() < issued.expires_at)
+
+    def expire_all(self) -> None:
+        for t in self._tokens.values():
+            t.valid = False
+
+    def clear(self) -> None:
+        self._tokens.clear()
+
+
+class Vendor(ABC):
+    """One simulated vendor API, mounted at /{name}.
+
+    A subclass supplies the dataset (reset/mutate), its routes, how requests are identified, and the
+    vendor's own error bodies; the gate (sandbox.gate) applies faults, auth, limits and logging
+    uniformly using those hooks.
+    """
+
+    name: ClassVar[str]
+    default_sizes: ClassVar[dict[str, int]]
+    default_limit: ClassVar[tuple[int | None, float]] = (None, 1.0)  # (requests, window seconds)
+
+    def __init__(self) -> None:
+        self.faults = Faults()
+        self.log = RequestLog()
+        self.tokens = TokenStore()
+        self.limiter = SlidingWindowLimiter(*self.default_limit)
+        self.enforce_limits = True
+        self.seed = 0
+        self.fault_rng = random.Random(0)
+
+    def reset_state(self, seed: int, sizes: dict[str, int], enforce_limits: bool) -> None:
+        """Clear everything mutable, then let the subclass rebuild its dataset."""
+        self.seed, self.enforce_limits = seed, enforce_limits
+        self.faults = Faults()
+        self.log.clear()
+        self.tokens.clear()
+        self.limiter.configure(*self.default_limit)
+        self.fault_rng = random.Random(f"{seed}:{self.name}:faults")
+        self.reset(seed, {**self.default_sizes, **sizes})
+
+    # --- dataset -------------------------------------------------------------------------------
+    @abstractmethod
+    def reset(self, seed: int, sizes: dict[str, int]) -> None:
+        """Rebuild the deterministic dataset; `sizes` has every entity in default_sizes."""
+
+    @abstractmethod
+    def mutate(self, entity: str, count: int, ids: list[str] | None, create: int) -> dict[str, Any]:
+        """Edit/create records now; returns {"ids": [...], "modified_at": iso | None, ...}."""
+
+    # --- wire ----------------------------------------------------------------------------------
+    @abstractmethod
+    def router(self) -> APIRouter:
+        """Routes relative to the vendor prefix (the app mounts them under /{name})."""
+
+    @abstractmethod
+    def connection(self, base_url: str, tenant: str) -> dict[str, Any]:
+        """{"credentials": {...}, "config": {"base_url": base_url, ...}} for a stored connection."""
+
+    @abstractmethod
+    def identify(self, req: SandboxRequest) -> Identity:
+        """Who is calling (credential key) and whether a data request is authenticated."""
+
+    def is_auth_endpoint(self, req: SandboxRequest) -> bool:
+        """Token endpoints: exempt from faults except `revoke`, and from rate limits."""
+        return False
+
+    @abstractmethod
+    def unauthorized(self, req: SandboxRequest) -> Response:
+        """The vendor's answer to a data request with a missing/invalid/expired/revoked credential."""
+
+    def revoked_auth(self, req: SandboxRequest) -> Response:
+        """The token endpoint's answer while the credential is revoked."""
+        return self.unauthorized(req)
+
+    @abstractmethod
+    def rate_limited(self, retry_after_s: float | None) -> Response:
+        """The vendor's 429 (headers per vendor; Retry-After only when given)."""
+
+    @abstractmethod
+    def server_error(self, status: int) -> Response:
+        """A plausible 5xx of this vendor."""
+
+    def rate_limit_headers(self, remaining: int | None) -> dict[str, str]:
+        """Headers a successful response may carry; the vendor's routes decide where to use them."""
+        return {}
+
+    # --- control helpers -----------------------------------------------------------------------
+    def set_limit(self, limit: int | None, window_s: float | None) -> None:
+        self.limiter.configure(limit, window_s if window_s is not None else self.default_limit[1])

@@ -1,0 +1,135 @@
+"""ASGI middleware in front of every vendor route: logs the request, then applies latency, revocation,
+auth, rate-limit enforcement and injected 429/5xx before the vendor's handler runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi.responses import Response
+
+from .core import Identity, SandboxRequest, Vendor
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def _multi(pairs: list[tuple[str, str]]) -> dict[str, str | list[str]]:
+    out: dict[str, str | list[str]] = {}
+    for k, v in pairs:
+        if k in out:
+            prev = out[k]
+            out[k] = [*prev, v] if isinstance(prev, list) else [prev, v]
+        else:
+            out[k] = v
+    return out
+
+
+def _parse_body(raw: bytes, content_type: str) -> Any:
+    if not raw:
+        return None
+    text = raw.decode("utf-8", "replace")
+    if "application/x-www-form-urlencoded" in content_type:
+        return _multi(parse_qsl(text, keep_blank_values=True))
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class VendorGate:
+    def __init__(self, app: ASGIApp, vendors: dict[str, Vendor]):
+        self.app, self.vendors = app, vendors
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        vendor = self.vendors.get(path.split("/", 2)[1]) if scope["type"] == "http" else None
+        if vendor is None:
+            await self.app(scope, receive, send)
+            return
+        arrived_ms = time.time() * 1000
+
+        chunks = []
+        while True:
+            msg = await receive()
+            chunks.append(msg.get("body", b""))
+            if not msg.get("more_body"):
+                break
+        raw = b"".join(chunks)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        req = SandboxRequest(
+            method=scope["method"],
+            path=path,
+            subpath=path[len(vendor.name) + 1:] or "/",
+            query=_multi(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)),
+            headers=headers,
+            body=_parse_body(raw, headers.get("content-type", "")),
+        )
+        ident = vendor.identify(req)
+        state = scope.setdefault("state", {})
+        state["sandbox_request"] = req
+        state["sandbox_identity"] = ident
+        status = 500
+
+        async def send_logged(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        try:
+            early = await self._screen(vendor, req, ident, state)
+            if early is not None:
+                await early(scope, replay, send_logged)
+            else:
+                await self.app(scope, replay, send_logged)
+        finally:
+            vendor.log.add({
+                "method": req.method, "path": path, "query": req.query, "body": req.body, "status": status,
+                "ts_ms": arrived_ms, "credential": ident.credential,
+            })
+
+    @staticmethod
+    async def _screen(vendor: Vendor, req: SandboxRequest, ident: Identity,
+                      state: dict[str, Any]) -> Response | None:
+        """The response that pre-empts the handler, or None to let the handler answer."""
+        f = vendor.faults
+        if vendor.is_auth_endpoint(req):
+            return vendor.revoked_auth(req) if f.revoke else None
+        if f.latency_ms > 0:
+            await asyncio.sleep(f.latency_ms / 1000)
+        if f.revoke or not ident.authenticated:
+            return vendor.unauthorized(req)
+        if vendor.enforce_limits and ident.credential is not None:
+            allowed, remaining = vendor.limiter.hit(ident.credential, time.time())
+            if not allowed:
+                return vendor.rate_limited(None)
+            state["sandbox_rate_remaining"] = remaining
+        # Countdown faults first so "the next N requests" is exact regardless of the random rates.
+        if f.next_429 > 0:
+            f.next_429 -= 1
+            return vendor.rate_limited(f.retry_after_s)
+        if f.next_5xx > 0:
+            f.next_5xx -= 1
+            return vendor.server_error(f.status_5xx)
+        if f.rate_429 > 0 and vendor.fault_rng.random() < f.rate_429:
+            return vendor.rate_limited(f.retry_after_s)
+        if f.rate_5xx > 0 and vendor.fault_rng.random() < f.rate_5xx:
+            return vendor.server_error(f.status_5xx)
+        return None

@@ -1,0 +1,285 @@
+"""The shared sync loop: pages in, per-record transform with error capture, atomic page commits,
+watermark advanced only by committed rows, one MaterializeResult per entity after its last commit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from dagster import (
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    AssetRecordsFilter,
+    MaterializeResult,
+    MetadataValue,
+)
+from pydantic import ValidationError
+
+from resources.warehouse import WarehouseResource, dead_letter_row, utcnow
+from sync_assets.recipe import Connector, Entity
+
+FAILED_RECORDS_CHECK = "no_failed_records"
+FULL_REFRESH_TAG = "full_refresh"
+SYNC_TYPE_TAG = "sync_type"
+SYNC_ID_TAG = "sync_id"
+PROGRESS_INTERVAL_S = 2.0
+# Beyond this many records at one instant, the boundary is simply re-read (upserts absorb it).
+MAX_WATERMARK_IDS = 1000
+
+# (connector, entity, current, total, message): progress sink for webhooks; best effort.
+ProgressSink = Callable[[str, str, int, int | None, str], None]
+
+
+@dataclass
+class EntityResult:
+    entity: str
+    mode: str
+    watermark_from: datetime | None
+    watermark: datetime | None
+    records_synced: int = 0
+    records_failed: int = 0
+    pages: int = 0
+    api_calls: int = 0
+    duration_ms: int = 0
+    records_skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+    # Ids committed at exactly the watermark instant: an inclusive (>=) re-read skips them.
+    watermark_ids: set[str] = field(default_factory=set)
+
+
+def describe_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}" for err in exc.errors()
+        )
+    return str(exc) or type(exc).__name__
+
+
+def asset_key(connector: Connector, entity: Entity) -> AssetKey:
+    return AssetKey([connector.name, entity.name])
+
+
+def read_watermark(
+    context: AssetExecutionContext, key: AssetKey, partition: str
+) -> tuple[datetime | None, set[str]]:
+    """The watermark lives in the latest materialization's metadata of (asset, partition)."""
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None, set()
+    metadata = records[0].asset_materialization.metadata
+    value = getattr(metadata.get("watermark"), "value", None)
+    ids = getattr(metadata.get("watermark_ids"), "value", None) or []
+    return (datetime.fromisoformat(value) if value else None), set(ids)
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds") if moment else None
+
+
+class ConnectorSync:
+    """Syncs the selected entities of one connector for one workspace within one run step."""
+
+    def __init__(
+        self,
+        context: AssetExecutionContext,
+        connector: Connector,
+        warehouse: WarehouseResource,
+        client: Any,
+        progress: ProgressSink | None = None,
+    ) -> None:
+        self.context = context
+        self.connector = connector
+        self.warehouse = warehouse
+        self.client = client
+        self.progress = progress
+        self.workspace_id = context.partition_key
+        self.run_id = context.run.run_id
+        tags = context.run.tags
+        self.full_refresh = tags.get(FULL_REFRESH_TAG, "").lower() in {"1", "true", "yes"}
+        self.sync_type = tags.get(SYNC_TYPE_TAG, "manual")
+        self.sync_id = tags.get(SYNC_ID_TAG)
+        self._last_progress = 0.0
+
+    def run(self, entities: list[Entity]) -> Iterator[MaterializeResult | AssetCheckResult]:
+        log_id = self.warehouse.start_sync_log(
+            self.workspace_id, self.connector.name, self.run_id, self.sync_id, self.sync_type
+        )
+        results: list[EntityResult] = []
+        try:
+            for entity in entities:
+                result = self.sync_entity(entity, log_id)
+                results.append(result)
+                yield from self.outputs(entity, result)
+        except BaseException as exc:
+            reason = describe_error(exc) if isinstance(exc, Exception) else "the run was interrupted"
+            try:
+                self.finish(log_id, results, error=reason)
+            except Exception as finish_exc:  # e.g. the warehouse itself is gone; keep the first cause
+                self.context.log.error(f"could not record the failure in sync_log: {describe_error(finish_exc)}")
+            raise
+        self.finish(log_id, results, error=None)
+
+    def sync_entity(self, entity: Entity, log_id: int) -> EntityResult:
+        key = asset_key(self.connector, entity)
+        previous, seen_ids = (None, set()) if self.full_refresh else read_watermark(
+            self.context, key, self.workspace_id
+        )
+        since = previous - self.connector.lookback if previous else None
+        result = EntityResult(entity.name, "incremental" if since else "full", previous, previous)
+        result.watermark_ids = set(seen_ids)
+        started, calls_before = time.monotonic(), self.client.api_calls
+        log = self.context.log
+        if since:
+            log.info(f"{self.connector.title} {entity.name}: incremental from {iso(since)} (watermark {iso(previous)})")
+        else:
+            log.info(f"{self.connector.title} {entity.name}: full sync")
+        total: int | None = None
+        for page in entity.fetch(self.client, since):
+            total = page.total if page.total is not None else total
+            rows, failures = self.transform_page(entity, page.records, result, since, seen_ids)
+            written = self.warehouse.commit_page(entity.table, rows, failures, log_id)
+            # Only now is the page durable: the watermark may move past it.
+            self.advance_watermark(result, rows)
+            result.records_synced += written
+            result.pages += 1
+            self.report_progress(entity, result, total)
+        result.api_calls = self.client.api_calls - calls_before
+        result.duration_ms = int((time.monotonic() - started) * 1000)
+        self.report_progress(entity, result, total, final=True)
+        return result
+
+    def transform_page(
+        self,
+        entity: Entity,
+        records: list[Any],
+        result: EntityResult,
+        since: datetime | None,
+        seen_ids: set[str],
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        rows: list[dict[str, Any]] = []
+        failures: list[dict[str, Any]] = []
+        previous = result.watermark_from
+        for record in records:
+            try:
+                row = entity.transform(record).model_dump()
+            except Exception as exc:  # a bad record is captured, never fatal
+                source_id = _safe_source_id(record)
+                message = f"{entity.label}: {describe_error(exc)} ({source_id})"
+                result.records_failed += 1
+                result.errors.append(message)
+                failures.append(
+                    dead_letter_row(
+                        self.workspace_id, self.connector.name, entity.name, self.run_id, source_id,
+                        message, _safe_payload(record),
+                    )
+                )
+                continue
+            updated = row["source_updated_at"]
+            if since is not None and (
+                updated < since or (updated == previous and row["source_id"] in seen_ids)
+            ):
+                # Older than asked for (coarse vendor filters), or the boundary record the last
+                # sync already committed: not a change.
+                result.records_skipped += 1
+                continue
+            row["workspace_id"] = self.workspace_id
+            row["source"] = self.connector.name
+            row["properties"] = record.payload
+            rows.append(row)
+        if failures:
+            self.context.log.warning(f"{len(failures)} {entity.name} record(s) failed; first: {failures[0]['error']}")
+        return rows, failures
+
+    @staticmethod
+    def advance_watermark(result: EntityResult, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            updated = row["source_updated_at"]
+            if result.watermark is None or updated > result.watermark:
+                result.watermark = updated
+                result.watermark_ids = {row["source_id"]}
+            elif updated == result.watermark:
+                result.watermark_ids.add(row["source_id"])
+
+    def report_progress(self, entity: Entity, result: EntityResult, total: int | None, final: bool = False) -> None:
+        done = result.records_synced + result.records_failed
+        message = f"{self.connector.title} {entity.name}: {done}{f'/{total}' if total else ''} records"
+        self.context.log.info(f"{message} ({result.pages} page(s))")
+        now = time.monotonic()
+        if self.progress and (final or now - self._last_progress >= PROGRESS_INTERVAL_S):
+            self._last_progress = now
+            try:
+                self.progress(self.connector.name, entity.name, done, total, message)
+            except Exception as exc:  # progress is best effort: it never affects the sync
+                self.context.log.warning(f"progress notification failed: {describe_error(exc)}")
+
+    def outputs(self, entity: Entity, result: EntityResult) -> Iterator[MaterializeResult | AssetCheckResult]:
+        key = asset_key(self.connector, entity)
+        metadata: dict[str, Any] = {
+            "records_synced": result.records_synced,
+            "records_failed": result.records_failed,
+            "mode": result.mode,
+            "api_calls": result.api_calls,
+            "pages": result.pages,
+            "duration_ms": result.duration_ms,
+            "table": entity.table,
+        }
+        if result.watermark:
+            metadata["watermark"] = MetadataValue.text(iso(result.watermark))
+            if len(result.watermark_ids) <= MAX_WATERMARK_IDS:
+                metadata["watermark_ids"] = MetadataValue.json(sorted(result.watermark_ids))
+        yield MaterializeResult(asset_key=key, metadata=metadata)
+        check_key = AssetCheckKey(key, FAILED_RECORDS_CHECK)
+        if check_key in self.context.selected_asset_check_keys:
+            yield AssetCheckResult(
+                asset_key=key,
+                check_name=FAILED_RECORDS_CHECK,
+                passed=result.records_failed == 0,
+                severity=AssetCheckSeverity.WARN,
+                metadata={
+                    "records_failed": result.records_failed,
+                    "first_errors": MetadataValue.json(result.errors[:5]),
+                },
+            )
+
+    def finish(self, log_id: int, results: list[EntityResult], error: str | None) -> None:
+        failed = sum(r.records_failed for r in results)
+        status = "failed" if error else "completed_with_errors" if failed else "completed"
+        modes = {r.mode for r in results}
+        marks_from = [r.watermark_from for r in results if r.watermark_from]
+        marks_to = [r.watermark for r in results if r.watermark]
+        self.warehouse.finish_sync_log(
+            log_id,
+            status=status,
+            records_synced=sum(r.records_synced for r in results),
+            records_failed=failed,
+            errors=[e for r in results for e in r.errors],
+            error=error,
+            mode=("full" if "full" in modes else "incremental") if modes else None,
+            watermark_from=iso(min(marks_from)) if marks_from else None,
+            watermark_to=iso(max(marks_to)) if marks_to else None,
+        )
+        if not error:
+            self.warehouse.mark_synced(self.workspace_id, self.connector.name, utcnow())
+
+
+def _safe_source_id(record: Any) -> str | None:
+    try:
+        return str(record.source_id)
+    except Exception:
+        return None
+
+
+def _safe_payload(record: Any) -> Any:
+    try:
+        return record.payload
+    except Exception:
+        return repr(record)[:2000]

@@ -1,0 +1,133 @@
+"""Test helpers: a client for the sandbox control API and a way to run connector syncs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from dagster import AssetsDefinition, DagsterInstance, materialize
+
+from resources.db import get_engine
+from resources.hubspot import HubSpotResource
+from resources.warehouse import WarehouseResource
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not come up within {timeout_s}s")
+        time.sleep(0.1)
+
+
+@dataclass
+class Sandbox:
+    """The vendor simulators, driven through their control API."""
+
+    url: str
+    process: subprocess.Popen | None = None
+
+    @classmethod
+    def start(cls) -> Sandbox:
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sandbox", "--port", str(port)],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        url = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{url}/_sandbox/health")
+        return cls(url, process)
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = requests.request(method, f"{self.url}{path}", timeout=60, **kwargs)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def reset(self, seed: int = 7, sizes: dict[str, dict[str, int]] | None = None, enforce_limits: bool = True):
+        return self._call("POST", "/_sandbox/reset", json={"seed": seed, "sizes": sizes or {}, "enforce_limits": enforce_limits})
+
+    def connections(self) -> dict[str, Any]:
+        return self._call("GET", "/_sandbox/connections")
+
+    def mutate(self, vendor: str, entity: str, count: int = 0, **extra: Any) -> dict[str, Any]:
+        return self._call("POST", f"/_sandbox/{vendor}/mutate", json={"entity": entity, "count": count, **extra})
+
+    def faults(self, vendor: str, **faults: Any) -> None:
+        self._call("POST", f"/_sandbox/{vendor}/faults", json=faults)
+
+    def clear_faults(self, vendor: str) -> None:
+        self._call("DELETE", f"/_sandbox/{vendor}/faults")
+
+    def requests(self, vendor: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/_sandbox/{vendor}/requests")["requests"]
+
+    def clear_requests(self, vendor: str) -> None:
+        self._call("DELETE", f"/_sandbox/{vendor}/requests")
+
+    def limits(self, vendor: str, limit: int | None, window_s: float = 60.0) -> None:
+        self._call("POST", f"/_sandbox/{vendor}/limits", json={"limit": limit, "window_s": window_s})
+
+
+def sync_resources(**overrides: Any) -> dict[str, Any]:
+    resources: dict[str, Any] = {
+        "warehouse": WarehouseResource(),
+        "hubspot": HubSpotResource(),
+    }
+    resources.update(overrides)
+    return resources
+
+
+def run_sync(
+    instance: DagsterInstance,
+    assets: AssetsDefinition | list[AssetsDefinition],
+    workspace: str,
+    *,
+    tags: dict[str, str] | None = None,
+    selection: list[str] | None = None,
+    **resource_overrides: Any,
+):
+    """Materialize connector assets for one workspace partition, as a run would."""
+    return materialize(
+        assets if isinstance(assets, list) else [assets],
+        instance=instance,
+        partition_key=workspace,
+        resources=sync_resources(**resource_overrides),
+        tags=tags,
+        selection=selection,
+        raise_on_error=False,
+    )
+
+
+def rows(sql: str, **params: Any) -> list[tuple]:
+    from sqlalchemy import text
+
+    from resources.settings import warehouse_url
+
+    with get_engine(warehouse_url()).begin() as conn:
+        return [tuple(r) for r in conn.execute(text(sql), params)]
