@@ -2,7 +2,6 @@
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
-from resources.hubspot import HubSpotResource
 from resources.warehouse import WarehouseResource
 from sensors.registry import workspace_registry_sensor
 from sync_assets import CONNECTORS
@@ -30,8 +29,5 @@ defs = Definitions(
     assets=connector_assets,
     jobs=[sync_workspace_job, *connector_jobs],
     sensors=[workspace_registry_sensor],
-    resources={
-        "warehouse": WarehouseResource(),
-        "hubspot": HubSpotResource(),
-    },
+    resources={"warehouse": WarehouseResource(), **{c.resource_key: c.resource for c in CONNECTORS}},
 )

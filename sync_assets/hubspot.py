@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from resources.hubspot import HubSpotClient, HubSpotObject, modified_property
+from resources.hubspot import HubSpotClient, HubSpotObject, HubSpotResource, modified_property
 from resources.models import Page
 from sync_assets.entities import AccountRow, ContactRow, DealRow, TaskRow
 from sync_assets.recipe import Connector, Entity
@@ -93,6 +93,7 @@ def task(record: HubSpotObject) -> TaskRow:
 CONNECTOR = Connector(
     name="hubspot",
     title="HubSpot",
+    resource=HubSpotResource(),
     entities=(
         Entity("deals", "Deal", pages_of("deals"), deal),
         Entity("contacts", "Contact", pages_of("contacts"), contact),

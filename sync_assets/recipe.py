@@ -33,6 +33,8 @@ class Connector:
     name: str  # asset key prefix, group name, ``source`` column and ``connections.connector_name``
     title: str
     entities: tuple[Entity, ...]
+    # The vendor's client factory (a VendorResource), bound under ``name`` in the Definitions.
+    resource: Any
     # How far before the watermark an incremental sync re-reads; vendors without a modified-time
     # filter need one to catch late edits.
     lookback: timedelta = timedelta(0)
@@ -40,3 +42,7 @@ class Connector:
     @property
     def resource_key(self) -> str:
         return self.name
+
+    @property
+    def asset_names(self) -> list[str]:
+        return [f"{self.name}/{e.name}" for e in self.entities]

@@ -15,8 +15,8 @@ import requests
 from dagster import AssetsDefinition, DagsterInstance, materialize
 
 from resources.db import get_engine
-from resources.hubspot import HubSpotResource
 from resources.warehouse import WarehouseResource
+from sync_assets import CONNECTORS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,7 +70,9 @@ class Sandbox:
         return response.json() if response.content else None
 
     def reset(self, seed: int = 7, sizes: dict[str, dict[str, int]] | None = None, enforce_limits: bool = True):
-        return self._call("POST", "/_sandbox/reset", json={"seed": seed, "sizes": sizes or {}, "enforce_limits": enforce_limits})
+        return self._call(
+            "POST", "/_sandbox/reset", json={"seed": seed, "sizes": sizes or {}, "enforce_limits": enforce_limits}
+        )
 
     def connections(self) -> dict[str, Any]:
         return self._call("GET", "/_sandbox/connections")
@@ -95,10 +97,7 @@ class Sandbox:
 
 
 def sync_resources(**overrides: Any) -> dict[str, Any]:
-    resources: dict[str, Any] = {
-        "warehouse": WarehouseResource(),
-        "hubspot": HubSpotResource(),
-    }
+    resources: dict[str, Any] = {"warehouse": WarehouseResource(), **{c.resource_key: c.resource for c in CONNECTORS}}
     resources.update(overrides)
     return resources
 

@@ -42,8 +42,12 @@ def hubspot_ws(warehouse, instance, sandbox):
 def test_full_then_incremental_fetches_only_modified_records(hubspot_ws, instance, sandbox):
     first = run_sync(instance, HUBSPOT, WS)
     assert first.success
-    counts = dict(rows("SELECT 'deals', count(*) FROM deals UNION ALL SELECT 'contacts', count(*) FROM contacts "
-                       "UNION ALL SELECT 'accounts', count(*) FROM accounts UNION ALL SELECT 'tasks', count(*) FROM tasks"))
+    counts = dict(
+        rows(
+            "SELECT 'deals', count(*) FROM deals UNION ALL SELECT 'contacts', count(*) FROM contacts "
+            "UNION ALL SELECT 'accounts', count(*) FROM accounts UNION ALL SELECT 'tasks', count(*) FROM tasks"
+        )
+    )
     assert counts == {"deals": 120, "contacts": 150, "accounts": 60, "tasks": 80}
     deals_meta = metadata(instance, "deals")
     assert deals_meta["mode"] == "full"
@@ -75,8 +79,13 @@ def test_full_then_incremental_fetches_only_modified_records(hubspot_ws, instanc
     assert after["records_synced"] == 3
     assert metadata(instance, "contacts")["records_synced"] == 0
     assert datetime.fromisoformat(after["watermark"]) > datetime.fromisoformat(deals_meta["watermark"])
-    synced_ids = {r[0] for r in rows("SELECT source_id FROM deals WHERE source_updated_at > :w",
-                                     w=datetime.fromisoformat(deals_meta["watermark"]))}
+    synced_ids = {
+        r[0]
+        for r in rows(
+            "SELECT source_id FROM deals WHERE source_updated_at > :w",
+            w=datetime.fromisoformat(deals_meta["watermark"]),
+        )
+    }
     assert synced_ids == set(mutated)
     assert rows("SELECT count(*) FROM deals") == [(120,)]
     log = rows("SELECT status, mode, records_synced FROM sync_log WHERE connector_type = 'hubspot' ORDER BY id")
@@ -100,12 +109,16 @@ def test_existing_row_is_updated_in_place_not_duplicated(hubspot_ws, instance, s
     (deal_id,) = sandbox_deal_ids(1)
     rows_before = rows(
         "INSERT INTO deals (workspace_id, source, source_id, name, updated_at) "
-        "VALUES (:w, 'hubspot', :id, 'Test Deal', '2020-01-01T00:00:00Z') RETURNING id, created_at", w=WS, id=deal_id
+        "VALUES (:w, 'hubspot', :id, 'Test Deal', '2020-01-01T00:00:00Z') RETURNING id, created_at",
+        w=WS,
+        id=deal_id,
     )
     assert run_sync(instance, HUBSPOT, WS).success
     (count, name, updated_at, row_id) = rows(
         "SELECT count(*), max(name), max(updated_at), max(id) FROM deals "
-        "WHERE workspace_id = :w AND source = 'hubspot' AND source_id = :id", w=WS, id=deal_id
+        "WHERE workspace_id = :w AND source = 'hubspot' AND source_id = :id",
+        w=WS,
+        id=deal_id,
     )[0]
     assert count == 1
     assert name != "Test Deal" and name
@@ -132,8 +145,12 @@ def test_bad_record_is_captured_and_the_rest_land(hubspot_ws, instance, sandbox)
     assert (connector, entity, source_id, error) == ("hubspot", "deals", bad_id, errors[0])
     assert payload["id"] == bad_id and payload["properties"]["hs_lastmodifieddate"] == "not-a-date"
     checks = {(ev.asset_key.path[1], ev.passed, ev.severity.value) for ev in result.get_asset_check_evaluations()}
-    assert checks == {("deals", False, "WARN"), ("contacts", True, "WARN"), ("accounts", True, "WARN"),
-                      ("tasks", True, "WARN")}
+    assert checks == {
+        ("deals", False, "WARN"),
+        ("contacts", True, "WARN"),
+        ("accounts", True, "WARN"),
+        ("tasks", True, "WARN"),
+    }
     assert metadata(instance, "deals")["records_failed"] == 1
 
 
@@ -184,8 +201,9 @@ def test_search_cap_beyond_10000_results_loses_nothing(warehouse, instance, sand
     meta = metadata(instance, "deals")
     assert meta["records_synced"] == 10_450
     assert rows("SELECT count(*), count(DISTINCT source_id) FROM deals") == [(10_450, 10_450)]
-    (stale,) = rows("SELECT count(*) FROM deals WHERE properties->'properties'->>'hs_lastmodifieddate' < :w",
-                    w="2026-01-01")[0]
+    (stale,) = rows(
+        "SELECT count(*) FROM deals WHERE properties->'properties'->>'hs_lastmodifieddate' < :w", w="2026-01-01"
+    )[0]
     assert stale == 0
 
 

@@ -117,8 +117,14 @@ def test_insert_then_reupsert_updates_in_place(engine: sa.Engine) -> None:
     before = fetch(engine)
     tick(engine)
 
-    changed = deal("D1", name="Renamed", amount=Decimal("250.50"), stage="won",
-                   properties={"id": "D1", "v": 2}, source_updated_at=T0 + timedelta(hours=1))
+    changed = deal(
+        "D1",
+        name="Renamed",
+        amount=Decimal("250.50"),
+        stage="won",
+        properties={"id": "D1", "v": 2},
+        source_updated_at=T0 + timedelta(hours=1),
+    )
     assert upsert(engine, [changed]) == 1
 
     after = fetch(engine)
@@ -212,8 +218,13 @@ def test_in_batch_duplicates_keep_newest_then_latest(engine: sa.Engine) -> None:
     ]
     assert upsert(engine, batch) == 5
     names = {sid: r.name for sid, r in fetch(engine).items()}
-    assert names == {"NEWER_FIRST": "newest", "NEWER_LAST": "newest", "TIE": "third",
-                     "NONE": "second", "UNIQUE": "only"}
+    assert names == {
+        "NEWER_FIRST": "newest",
+        "NEWER_LAST": "newest",
+        "TIE": "third",
+        "NONE": "second",
+        "UNIQUE": "only",
+    }
     assert as_utc(fetch(engine)["NEWER_FIRST"].source_updated_at) == t2
 
 
@@ -236,7 +247,7 @@ def test_dedupe_rows_rules() -> None:
 # --- values ---------------------------------------------------------------------------------------
 
 AWKWARD_PROPERTIES: dict[str, Any] = {
-    "quotes": 'She said "hi" and \'bye\'',
+    "quotes": "She said \"hi\" and 'bye'",
     "backslashes": "C:\\path\\to\\file \\N \\\\N \\t \\x00",
     "copy_null_marker": "\\N",
     "whitespace": "tab\there\nnewline\r\ncrlf\vvt\ffeed",
@@ -250,7 +261,7 @@ AWKWARD_PROPERTIES: dict[str, Any] = {
     },
     "numbers": {"int": 42, "neg": -7, "big": 12345678901234567890, "float": 0.1, "exp": 1.5e-10, "zero": 0},
     "bools": [True, False],
-    "key with \"quote\" and \\ backslash\t": "k",
+    'key with "quote" and \\ backslash\t': "k",
     "ünïcödé-kéy": "v",
     "null": None,
 }
@@ -284,7 +295,12 @@ def test_none_values_are_sql_null(engine: sa.Engine) -> None:
     assert upsert(engine, [row]) == 1
     got = fetch(engine)["N1"]
     assert (got.name, got.amount, got.stage, got.close_date, got.properties, got.source_updated_at) == (
-        None, None, None, None, None, None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
     )
     with engine.connect() as conn:
         # SQL NULL, not the JSON literal null.
@@ -304,8 +320,11 @@ def test_numeric_and_datetime_inputs(engine: sa.Engine) -> None:
         deal("DEC", amount=Decimal("1234567.89")),
         deal("FLT", amount=99.5),
         deal("INT", amount=3),
-        deal("TZ", close_date=datetime(2024, 6, 30, 23, 30, tzinfo=minus5),
-             source_updated_at=datetime(2024, 5, 1, 14, 0, 0, 123456, tzinfo=plus2)),
+        deal(
+            "TZ",
+            close_date=datetime(2024, 6, 30, 23, 30, tzinfo=minus5),
+            source_updated_at=datetime(2024, 5, 1, 14, 0, 0, 123456, tzinfo=plus2),
+        ),
     ]
     upsert(engine, rows)
     got = fetch(engine)
@@ -318,9 +337,16 @@ def test_numeric_and_datetime_inputs(engine: sa.Engine) -> None:
 def test_other_entity_table_with_two_json_columns(engine: sa.Engine) -> None:
     calls = schema.calls
     row = {
-        "workspace_id": WS, "source": "gong", "source_id": "C1", "title": "Discovery",
-        "started_at": T0, "duration_seconds": 1800, "direction": "outbound", "url": None,
-        "participants": [{"email": "a@example.com", "name": "Å\tB"}], "properties": {"raw": True},
+        "workspace_id": WS,
+        "source": "gong",
+        "source_id": "C1",
+        "title": "Discovery",
+        "started_at": T0,
+        "duration_seconds": 1800,
+        "direction": "outbound",
+        "url": None,
+        "participants": [{"email": "a@example.com", "name": "Å\tB"}],
+        "properties": {"raw": True},
         "source_updated_at": T0,
     }
     assert upsert(engine, [row], calls) == 1
@@ -353,7 +379,10 @@ def test_transaction_stays_open_and_usable_then_rollback_leaves_nothing(engine: 
         # The caller goes on in the same transaction: dead letters, sync_log, another page.
         conn.execute(
             sa.insert(schema.sync_errors).values(
-                workspace_id=WS, connector="hubspot", entity="deals", error="Deal: bad (T9)",
+                workspace_id=WS,
+                connector="hubspot",
+                entity="deals",
+                error="Deal: bad (T9)",
                 payload={"id": "T9"},
             )
         )

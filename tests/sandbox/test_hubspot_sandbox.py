@@ -18,8 +18,16 @@ AUTH_MESSAGE = (
     "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find "
     "more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"
 )
-DEAL_PROPS = {"dealname", "amount", "dealstage", "pipeline", "closedate", "createdate", "hs_lastmodifieddate",
-              "hs_object_id"}
+DEAL_PROPS = {
+    "dealname",
+    "amount",
+    "dealstage",
+    "pipeline",
+    "closedate",
+    "createdate",
+    "hs_lastmodifieddate",
+    "hs_object_id",
+}
 
 
 def deal_id(index: int) -> str:
@@ -36,13 +44,17 @@ def get(sb: Sandbox, token: str | None, path: str, **params: Any) -> requests.Re
 
 
 def search(sb: Sandbox, token: str, body: dict[str, Any], obj: str = "deals") -> requests.Response:
-    return sb.http.post(f"{sb.hubspot}/crm/v3/objects/{obj}/search", json=body,
-                        headers={"Authorization": f"Bearer {token}"})
+    return sb.http.post(
+        f"{sb.hubspot}/crm/v3/objects/{obj}/search", json=body, headers={"Authorization": f"Bearer {token}"}
+    )
 
 
 def modified_filter(op: str, value: str, prop: str = "hs_lastmodifieddate") -> dict[str, Any]:
-    return {"filterGroups": [{"filters": [{"propertyName": prop, "operator": op, "value": value}]}],
-            "sorts": [{"propertyName": prop, "direction": "ASCENDING"}], "limit": 200}
+    return {
+        "filterGroups": [{"filters": [{"propertyName": prop, "operator": op, "value": value}]}],
+        "sorts": [{"propertyName": prop, "direction": "ASCENDING"}],
+        "limit": 200,
+    }
 
 
 def all_deals(sb: Sandbox, token: str) -> list[dict[str, Any]]:
@@ -73,8 +85,12 @@ def test_token_refresh_and_oauth_errors(sandbox: Sandbox) -> None:
     assert bad.status_code == 400
     err = bad.json()
     assert UUID.match(err.pop("correlationId"))
-    assert err == {"status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token",
-                   "category": "VALIDATION_ERROR", "subCategory": "INVALID_TOKEN"}
+    assert err == {
+        "status": "BAD_REFRESH_TOKEN",
+        "message": "missing or unknown refresh token",
+        "category": "VALIDATION_ERROR",
+        "subCategory": "INVALID_TOKEN",
+    }
     wrong_secret = sandbox.refresh(client_secret="nope")
     assert (wrong_secret.status_code, wrong_secret.json()["status"]) == (400, "BAD_CLIENT_ID")
 
@@ -150,17 +166,28 @@ def test_search_gte_returns_exactly_newer_records_in_order(sandbox: Sandbox) -> 
     gt = search(sandbox, token, modified_filter("GT", pivot)).json()
     assert [x["id"] for x in gt["results"]] == [deal_id(i) for i in range(51, 120)]
 
-    between = {"filterGroups": [{"filters": [{"propertyName": "hs_lastmodifieddate", "operator": "BETWEEN",
-                                              "value": str(times[10]), "highValue": str(times[12])}]},
-                                {"filters": [{"propertyName": "hs_object_id", "operator": "IN",
-                                              "values": [deal_id(3), deal_id(99)]}]}],
-               "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "DESCENDING"}],
-               "properties": ["amount"], "limit": 2}
+    between = {
+        "filterGroups": [
+            {
+                "filters": [
+                    {
+                        "propertyName": "hs_lastmodifieddate",
+                        "operator": "BETWEEN",
+                        "value": str(times[10]),
+                        "highValue": str(times[12]),
+                    }
+                ]
+            },
+            {"filters": [{"propertyName": "hs_object_id", "operator": "IN", "values": [deal_id(3), deal_id(99)]}]},
+        ],
+        "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "DESCENDING"}],
+        "properties": ["amount"],
+        "limit": 2,
+    }
     page1 = search(sandbox, token, between).json()
     assert page1["total"] == 5 and page1["paging"]["next"] == {"after": "2", "link": "?after=2"}
     assert [x["id"] for x in page1["results"]] == [deal_id(99), deal_id(12)]
-    assert set(page1["results"][0]["properties"]) == {"amount", "createdate", "hs_lastmodifieddate",
-                                                      "hs_object_id"}
+    assert set(page1["results"][0]["properties"]) == {"amount", "createdate", "hs_lastmodifieddate", "hs_object_id"}
     page3 = search(sandbox, token, {**between, "after": "4"}).json()
     assert [x["id"] for x in page3["results"]] == [deal_id(3)] and "paging" not in page3
 
@@ -189,8 +216,10 @@ def test_search_10k_cap_and_validation(sandbox: Sandbox) -> None:
     rejected({"filterGroups": [{"filters": one["filters"] * 7}]})
     rejected({"filterGroups": [{"filters": [{"propertyName": "hs_object_id", "operator": "LIKE", "value": "1"}]}]})
     # Past the cap the Airbyte way: restart the offset with an id floor.
-    floor = {**by_id, "filterGroups": [{"filters": [
-        {"propertyName": "hs_object_id", "operator": "GTE", "value": deal_id(10_000)}]}]}
+    floor = {
+        **by_id,
+        "filterGroups": [{"filters": [{"propertyName": "hs_object_id", "operator": "GTE", "value": deal_id(10_000)}]}],
+    }
     rest = search(sandbox, token, floor).json()
     assert rest["total"] == 500 and rest["results"][0]["id"] == deal_id(10_000)
 
@@ -234,8 +263,12 @@ def test_next_429_with_and_without_retry_after_and_5xx(sandbox: Sandbox) -> None
         assert r.status_code == 429 and "Retry-After" not in r.headers
         body = r.json()
         assert UUID.match(body.pop("correlationId")) and UUID.match(body.pop("requestId"))
-        assert body == {"status": "error", "message": "You have reached your ten_secondly_rolling limit.",
-                        "errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"}
+        assert body == {
+            "status": "error",
+            "message": "You have reached your ten_secondly_rolling limit.",
+            "errorType": "RATE_LIMIT",
+            "policyName": "TEN_SECONDLY_ROLLING",
+        }
     assert get(sandbox, token, DEALS).status_code == 200
 
     sandbox.control("POST", "hubspot/faults", {"next_429": 1, "retry_after_s": 1})
@@ -326,17 +359,46 @@ def test_request_log_is_exact(sandbox: Sandbox) -> None:
     assert start <= stamps[0] and stamps == sorted(stamps) and stamps[-1] <= end
     cid = creds["client_id"]
     assert log == [
-        {"method": "GET", "path": "/hubspot/crm/v3/objects/deals",
-         "query": {"limit": "2", "properties": ["dealname", "amount"]}, "body": None, "status": 200,
-         "credential": cid},
-        {"method": "POST", "path": "/hubspot/crm/v3/objects/deals/search", "query": {}, "body": body,
-         "status": 200, "credential": cid},
-        {"method": "GET", "path": "/hubspot/crm/v3/objects/contacts", "query": {}, "body": None, "status": 401,
-         "credential": None},
-        {"method": "GET", "path": "/hubspot/crm/v3/objects/deals", "query": {}, "body": None, "status": 429,
-         "credential": cid},
-        {"method": "POST", "path": "/hubspot/oauth/v1/token", "query": {},
-         "body": {"grant_type": "refresh_token", **creds}, "status": 200, "credential": cid},
+        {
+            "method": "GET",
+            "path": "/hubspot/crm/v3/objects/deals",
+            "query": {"limit": "2", "properties": ["dealname", "amount"]},
+            "body": None,
+            "status": 200,
+            "credential": cid,
+        },
+        {
+            "method": "POST",
+            "path": "/hubspot/crm/v3/objects/deals/search",
+            "query": {},
+            "body": body,
+            "status": 200,
+            "credential": cid,
+        },
+        {
+            "method": "GET",
+            "path": "/hubspot/crm/v3/objects/contacts",
+            "query": {},
+            "body": None,
+            "status": 401,
+            "credential": None,
+        },
+        {
+            "method": "GET",
+            "path": "/hubspot/crm/v3/objects/deals",
+            "query": {},
+            "body": None,
+            "status": 429,
+            "credential": cid,
+        },
+        {
+            "method": "POST",
+            "path": "/hubspot/oauth/v1/token",
+            "query": {},
+            "body": {"grant_type": "refresh_token", **creds},
+            "status": 200,
+            "credential": cid,
+        },
     ]
     since = sandbox.control("GET", f"hubspot/requests?since_ms={stamps[3]}")["requests"]
     assert [e["status"] for e in since] == [429, 200]
@@ -353,7 +415,10 @@ def test_enforced_rate_limit(sandbox: Sandbox) -> None:
     assert sandbox.refresh().status_code == 200  # token endpoint is not rate limited
 
     assert sandbox.control("POST", "hubspot/limits", {"limit": 5, "window_s": 1}) == {
-        "limit": 5, "window_s": 1.0, "enforce_limits": True}
+        "limit": 5,
+        "window_s": 1.0,
+        "enforce_limits": True,
+    }
     token = sandbox.token()  # a new token of the same credential shares the window
     codes = [get(sandbox, token, DEALS, limit=1).status_code for _ in range(5)]
     assert codes + [search(sandbox, token, {}).status_code] == [200] * 5 + [429]
@@ -383,8 +448,10 @@ def test_reset_is_deterministic(sandbox: Sandbox) -> None:
     def first_page(seed: int) -> list[dict[str, Any]]:
         sandbox.reset(seed=seed)
         token = sandbox.token()
-        return [get(sandbox, token, f"/crm/v3/objects/{o}", limit=5).json() for o in
-                ("deals", "contacts", "companies", "tasks")]
+        return [
+            get(sandbox, token, f"/crm/v3/objects/{o}", limit=5).json()
+            for o in ("deals", "contacts", "companies", "tasks")
+        ]
 
     a = first_page(7)
     assert first_page(7) == a
@@ -392,7 +459,8 @@ def test_reset_is_deterministic(sandbox: Sandbox) -> None:
     contact = a[1]["results"][0]
     assert contact["id"] == "10000000" and "lastmodifieddate" in contact["properties"]
     assert {"hs_task_subject", "hs_task_status", "hs_task_priority", "hs_timestamp"} <= set(
-        a[3]["results"][0]["properties"])
+        a[3]["results"][0]["properties"]
+    )
 
 
 def test_control_api_validation(sandbox: Sandbox) -> None:

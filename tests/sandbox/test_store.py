@@ -11,7 +11,8 @@ def _brute(store: EntityStore, groups: list[tuple[list, list, set | None]], by: 
     def ok(i: int) -> bool:
         ms = store.modified_ms(i)
         return any(
-            any(lo <= ms < hi for lo, hi in g_ms) and any(lo <= i < hi for lo, hi in g_idx)
+            any(lo <= ms < hi for lo, hi in g_ms)
+            and any(lo <= i < hi for lo, hi in g_idx)
             and (keep is None or i in keep)
             for g_ms, g_idx, keep in groups
         )
@@ -56,7 +57,7 @@ def test_select_matches_brute_force() -> None:
                 assert sel.total == len(expected), trial
                 for offset in range(0, len(expected) + 2, 3):
                     limit = rng.randint(1, 7)
-                    assert sel.page(by, desc, offset, limit) == expected[offset:offset + limit], (trial, by, desc)
+                    assert sel.page(by, desc, offset, limit) == expected[offset : offset + limit], (trial, by, desc)
 
 
 def test_mutation_times_strictly_increase_within_same_ms() -> None:
@@ -64,5 +65,6 @@ def test_mutation_times_strictly_increase_within_same_ms() -> None:
     t1, _ = store.bump([3], 0, 5_000)
     t2, created = store.bump([4], 2, 5_000)
     assert (t1, t2, created) == (5_000, 5_001, [10, 11])
-    assert store.select([Group(ms=list(ALL))]).page("modified", False, 8, 10) == [0, 1, 2, 5, 6, 7, 8, 9, 3, 4,
-                                                                                    10, 11][8:]
+    assert (
+        store.select([Group(ms=list(ALL))]).page("modified", False, 8, 10) == [0, 1, 2, 5, 6, 7, 8, 9, 3, 4, 10, 11][8:]
+    )
