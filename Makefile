@@ -1,0 +1,46 @@
+# The two commands a new user types: `make demo` and `make test`. Both set up .venv on their own.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR)
+export DEMO_DIR ?= $(CURDIR)/.demo
+
+.PHONY: setup demo test migrate dev lint bench up down
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+## make demo: full then (on later runs) incremental sync of a demo workspace on SQLite + the sandbox.
+demo: setup
+	$(PY) -m scripts.demo
+
+## make test: the whole suite against the local Postgres (127.0.0.1:5432, user postgres).
+test: setup
+	$(PY) -m scripts.check_postgres
+	$(PY) -m pytest -p no:cacheprovider
+
+## make migrate: apply Alembic migrations to WAREHOUSE_URL (default: the demo's SQLite).
+migrate: setup
+	$(PY) -m scripts.migrate
+
+## make dev: webserver + daemon + sandbox in the foreground on the embedded instance.
+dev: setup
+	$(PY) -m scripts.stack dev
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+## make up / make down: the production-like stack in the background (needs DAGSTER_PG_URL, WAREHOUSE_URL, SYNC_SECRET_KEY).
+up: setup
+	$(PY) -m scripts.stack up
+
+down:
+	$(PY) -m scripts.stack down

@@ -1,0 +1,217 @@
+"""Start and stop the platform's processes: dagster-webserver, dagster-daemon, the REST API and
+(optionally) the sandbox. Used by `make up`/`make down` (background), `make dev` (foreground) and
+the end-to-end tests."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from resources.settings import REPO_ROOT
+
+RUN_DIR = Path(os.environ.get("RUN_DIR", REPO_ROOT / ".run"))
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    healthy: Callable[[], bool]
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+
+def _http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return requests.get(url, timeout=2).status_code < 500
+        except requests.RequestException:
+            return False
+
+    return check
+
+
+def _daemon_alive(env: dict[str, str]) -> Callable[[], bool]:
+    def check() -> bool:
+        result = subprocess.run(
+            [str(BIN / "dagster-daemon"), "liveness-check"], env=env, cwd=REPO_ROOT, capture_output=True
+        )
+        return result.returncode == 0
+
+    return check
+
+
+def services(
+    env: dict[str, str], *, dagster_port: int, api_port: int, sandbox_port: int | None, with_api: bool
+) -> list[Service]:
+    workspace = str(REPO_ROOT / "workspace.yaml")
+    found: list[Service] = []
+    if sandbox_port is not None:
+        found.append(
+            Service(
+                "sandbox",
+                [sys.executable, "-m", "sandbox", "--port", str(sandbox_port)],
+                _http_ok(f"http://127.0.0.1:{sandbox_port}/_sandbox/health"),
+            )
+        )
+    found += [
+        Service(
+            "dagster-webserver",
+            [str(BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(dagster_port)],
+            _http_ok(f"http://127.0.0.1:{dagster_port}/server_info"),
+        ),
+        Service("dagster-daemon", [str(BIN / "dagster-daemon"), "run", "-w", workspace], _daemon_alive(env)),
+    ]
+    if with_api:
+        found.append(
+            Service(
+                "api",
+                [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(api_port)],
+                _http_ok(f"http://127.0.0.1:{api_port}/healthz"),
+            )
+        )
+    return found
+
+
+def start(found: list[Service], env: dict[str, str], log_dir: Path, timeout_s: float = 120) -> list[Service]:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for service in found:
+        log = (log_dir / f"{service.name}.log").open("a")
+        service.process = subprocess.Popen(
+            service.argv, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout_s
+    pending = list(found)
+    while pending:
+        for service in list(pending):
+            if service.process and service.process.poll() is not None:
+                stop(found)
+                raise RuntimeError(f"{service.name} exited ({service.process.returncode}); see {log_dir}")
+            if service.healthy():
+                pending.remove(service)
+        if pending and time.monotonic() > deadline:
+            stop(found)
+            raise TimeoutError(f"not healthy after {timeout_s}s: {[s.name for s in pending]}; see {log_dir}")
+        time.sleep(0.5)
+    return found
+
+
+def stop(found: list[Service]) -> None:
+    for service in found:
+        if service.process and service.process.poll() is None:
+            os.killpg(service.process.pid, signal.SIGTERM)
+    for service in found:
+        if service.process:
+            try:
+                service.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(service.process.pid, signal.SIGKILL)
+
+
+def prepare_dagster_home(home: Path, template: Path) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copy(template, home / "dagster.yaml")
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+def _ports() -> tuple[int, int, int]:
+    return (
+        int(os.environ.get("DAGSTER_PORT", "3001")),
+        int(os.environ.get("API_PORT", "3000")),
+        int(os.environ.get("SANDBOX_PORT", "8900")),
+    )
+
+
+def _api_exists() -> bool:
+    return (REPO_ROOT / "api" / "app.py").exists()
+
+
+def up() -> None:
+    """Background, production-like: Postgres instance and warehouse from the environment."""
+    from scripts.environment import migrate
+
+    for var in ("DAGSTER_PG_URL", "WAREHOUSE_URL", "SYNC_SECRET_KEY"):
+        if not os.environ.get(var):
+            raise SystemExit(f"{var} must be set for `make up` (see README, Configuration)")
+    if (RUN_DIR / "pids").exists():
+        raise SystemExit(f"already up ({RUN_DIR / 'pids'} exists); run `make down` first")
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(RUN_DIR / "dagster_home")))
+    prepare_dagster_home(home, REPO_ROOT / "dagster.yaml")
+    migrate()
+    dagster_port, api_port, sandbox_port = _ports()
+    with_sandbox = os.environ.get("WITH_SANDBOX") == "1"
+    env = dict(os.environ)
+    found = services(
+        env,
+        dagster_port=dagster_port,
+        api_port=api_port,
+        sandbox_port=sandbox_port if with_sandbox else None,
+        with_api=_api_exists(),
+    )
+    start(found, env, RUN_DIR / "logs")
+    (RUN_DIR / "pids").write_text("\n".join(f"{s.name} {s.process.pid}" for s in found if s.process) + "\n")
+    print(f"Dagster UI   http://127.0.0.1:{dagster_port}")
+    if _api_exists():
+        print(f"REST API     http://127.0.0.1:{api_port}/docs")
+    if with_sandbox:
+        print(f"Sandbox      http://127.0.0.1:{sandbox_port}/_sandbox/connections")
+    print(f"Logs         {RUN_DIR / 'logs'}   (stop with `make down`)")
+
+
+def down() -> None:
+    pids = RUN_DIR / "pids"
+    if not pids.exists():
+        print("nothing to stop")
+        return
+    for line in pids.read_text().split("\n"):
+        if not line.strip():
+            continue
+        name, pid = line.split()
+        try:
+            os.killpg(int(pid), signal.SIGTERM)
+            print(f"stopped {name} ({pid})")
+        except ProcessLookupError:
+            print(f"{name} ({pid}) was not running")
+    pids.unlink()
+
+
+def dev() -> None:
+    """Foreground, embedded: SQLite instance and warehouse under DEMO_DIR, plus the sandbox."""
+    from scripts.environment import prepare_embedded_environment
+
+    prepare_embedded_environment()
+    os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE", "1")
+    dagster_port, api_port, sandbox_port = _ports()
+    env = dict(os.environ)
+    found = start(
+        services(env, dagster_port=dagster_port, api_port=api_port, sandbox_port=sandbox_port, with_api=_api_exists()),
+        env,
+        RUN_DIR / "logs",
+    )
+    print(f"Dagster UI http://127.0.0.1:{dagster_port}; sandbox http://127.0.0.1:{sandbox_port}; Ctrl-C stops all")
+    try:
+        while all(s.process and s.process.poll() is None for s in found):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop(found)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "dev"])
+    {"up": up, "down": down, "dev": dev}[parser.parse_args().command]()
