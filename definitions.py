@@ -3,6 +3,8 @@
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
 from resources.warehouse import WarehouseResource
+from schedules.daily import build_daily_schedule
+from sensors.reaper import stale_run_reaper
 from sensors.registry import workspace_registry_sensor
 from sync_assets import CONNECTORS
 from sync_assets.factory import build_connector_assets
@@ -28,6 +30,7 @@ connector_jobs = [
 defs = Definitions(
     assets=connector_assets,
     jobs=[sync_workspace_job, *connector_jobs],
-    sensors=[workspace_registry_sensor],
+    schedules=[build_daily_schedule(sync_workspace_job)],
+    sensors=[workspace_registry_sensor, stale_run_reaper],
     resources={"warehouse": WarehouseResource(), **{c.resource_key: c.resource for c in CONNECTORS}},
 )

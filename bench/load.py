@@ -24,7 +24,7 @@ import string
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -39,6 +39,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from the repo root: make the code location importable
 
+from resources import loader as loader_module  # noqa: E402
 from resources import schema  # noqa: E402
 from resources.loader import KEY_COLUMNS, upsert_rows  # noqa: E402
 
@@ -52,8 +53,15 @@ Rows = list[dict[str, Any]]
 
 # --- data ----------------------------------------------------------------------------------------
 
-STAGES = ("appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin",
-          "contractsent", "closedwon", "closedlost")
+STAGES = (
+    "appointmentscheduled",
+    "qualifiedtobuy",
+    "presentationscheduled",
+    "decisionmakerboughtin",
+    "contractsent",
+    "closedwon",
+    "closedlost",
+)
 PIPELINES = ("default", "enterprise", "renewals")
 
 
@@ -87,20 +95,33 @@ def generate(n: int, seed: int = 7) -> tuple[Rows, Rows]:
             "hs_next_step": rnd.choice(("", "Send proposal", "Call back\tMonday", 'Review "MSA"')),
             "hs_deal_stage_probability": f"0.{rnd.randint(0, 9)}",
         }
-        first.append({
-            "workspace_id": "ws_bench", "source": "hubspot", "source_id": str(9_000_000 + i),
-            "name": name, "amount": amount, "stage": stage, "pipeline": pipeline, "close_date": close,
-            "owner_id": owner, "properties": properties, "source_updated_at": updated,
-        })
+        first.append(
+            {
+                "workspace_id": "ws_bench",
+                "source": "hubspot",
+                "source_id": str(9_000_000 + i),
+                "name": name,
+                "amount": amount,
+                "stage": stage,
+                "pipeline": pipeline,
+                "close_date": close,
+                "owner_id": owner,
+                "properties": properties,
+                "source_updated_at": updated,
+            }
+        )
     second: Rows = []
     for row in first:
         updated = row["source_updated_at"] + timedelta(days=1)
         amount = row["amount"] + Decimal("10.00")
         stage = rnd.choice(STAGES)
-        properties = {**row["properties"], "amount": str(amount), "dealstage": stage,
-                      "hs_lastmodifieddate": updated.isoformat()}
-        second.append({**row, "amount": amount, "stage": stage, "properties": properties,
-                       "source_updated_at": updated})
+        properties = {
+            **row["properties"],
+            "amount": str(amount),
+            "dealstage": stage,
+            "hs_lastmodifieddate": updated.isoformat(),
+        }
+        second.append({**row, "amount": amount, "stage": stage, "properties": properties, "source_updated_at": updated})
     return first, second
 
 
@@ -143,58 +164,74 @@ def check_table(engine: sa.Engine, table: str, expected: Rows) -> None:
 
 
 # --- contenders ----------------------------------------------------------------------------------
-# Each takes the fresh database's URL and returns a loader: rows -> None, called for (a) then (b).
 
 
-def ours(batch_size: int) -> Callable[[Server], Callable[[Rows], None]]:
-    def setup(server: Server) -> Callable[[Rows], None]:
-        engine = sa.create_engine(server.url)
-        schema.metadata.create_all(engine, tables=[deals])
+class Loader:
+    """One contender on one fresh database: ``load(rows)`` is what gets timed."""
 
-        def load(rows: Rows) -> None:
-            for start in range(0, len(rows), batch_size):
-                with engine.begin() as conn:
-                    upsert_rows(conn, deals, rows[start : start + batch_size])
+    table = "deals"
 
-        load.engine = engine  # type: ignore[attr-defined]
-        return load
+    def __init__(self, server: Server) -> None:
+        self.engine = sa.create_engine(server.url)
+        schema.metadata.create_all(self.engine, tables=[deals])
 
-    return setup
+    def load(self, rows: Rows) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.engine.dispose()
 
 
-def naive(page_size: int) -> Callable[[Server], Callable[[Rows], None]]:
-    def setup(server: Server) -> Callable[[Rows], None]:
-        engine = sa.create_engine(server.url)
-        schema.metadata.create_all(engine, tables=[deals])
+class Ours(Loader):
+    batch_size = 5000
 
-        def load(rows: Rows) -> None:
-            # Same transaction per page as ours; within it, 500-row multi-VALUES statements.
-            for page in range(0, len(rows), page_size):
-                with engine.begin() as conn:
-                    for start in range(page, min(page + page_size, len(rows)), NAIVE_BATCH):
-                        stmt = pg_insert(deals).values(rows[start : start + NAIVE_BATCH])
-                        updates = {c: stmt.excluded[c] for c in rows[0] if c not in KEY_COLUMNS}
-                        updates["updated_at"] = sa.func.now()
-                        conn.execute(stmt.on_conflict_do_update(index_elements=KEY_COLUMNS, set_=updates))
+    def load(self, rows: Rows) -> None:
+        # One transaction per batch, as the sync loop commits each page.
+        for start in range(0, len(rows), self.batch_size):
+            with self.engine.begin() as conn:
+                upsert_rows(conn, deals, rows[start : start + self.batch_size])
 
-        load.engine = engine  # type: ignore[attr-defined]
-        return load
 
-    return setup
+def ours_with(batch_size: int, text_copy: bool = False) -> type[Loader]:
+    class Configured(Ours):
+        def load(self, rows: Rows) -> None:
+            if not text_copy:
+                return super().load(rows)
+            # Diagnostic only: force the text COPY path to show what binary COPY buys.
+            real = loader_module._binary_copy_types
+            loader_module._binary_copy_types = lambda *args: None
+            try:
+                super().load(rows)
+            finally:
+                loader_module._binary_copy_types = real
+
+    Configured.batch_size = batch_size
+    return Configured
+
+
+class Naive(Loader):
+    page_size = 5000
+
+    def load(self, rows: Rows) -> None:
+        # The same transaction per page as ours; within it, 500-row multi-VALUES statements.
+        for page in range(0, len(rows), self.page_size):
+            with self.engine.begin() as conn:
+                for start in range(page, min(page + self.page_size, len(rows)), NAIVE_BATCH):
+                    stmt = pg_insert(deals).values(rows[start : start + NAIVE_BATCH])
+                    updates = {c: stmt.excluded[c] for c in rows[0] if c not in KEY_COLUMNS}
+                    updates["updated_at"] = sa.func.now()
+                    conn.execute(stmt.on_conflict_do_update(index_elements=KEY_COLUMNS, set_=updates))
 
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, check_circular=False, allow_nan=False).encode
 
 
-def raw_copy(server: Server) -> Callable[[Rows], None]:
-    engine = sa.create_engine(server.url)
-    schema.metadata.create_all(engine, tables=[deals])
-
-    def load(rows: Rows) -> None:
-        # One COPY straight into the indexed table, formatted the same way as ours (psycopg write_row).
+class RawCopy(Loader):
+    def load(self, rows: Rows) -> None:
+        # One text COPY straight into the indexed table, rows formatted by psycopg's C write_row.
         columns = list(rows[0])
         getter, props = itemgetter(*columns), columns.index("properties")
-        with engine.begin() as conn:
+        with self.engine.begin() as conn:
             cur = conn.connection.driver_connection.cursor()
             with cur, cur.copy(f"COPY deals ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
@@ -202,25 +239,56 @@ def raw_copy(server: Server) -> Callable[[Rows], None]:
                     values[props] = _encode_json(values[props])
                     copy.write_row(values)
 
-    load.engine = engine  # type: ignore[attr-defined]
-    return load
+
+class RawCopyBinary(Loader):
+    def load(self, rows: Rows) -> None:
+        # The same in binary format: ours uses binary COPY for such batches, so measure its limit too.
+        from psycopg.types.json import set_json_dumps
+
+        columns = list(rows[0])
+        getter = itemgetter(*columns)
+        types = [
+            "text",
+            "text",
+            "text",
+            "text",
+            "numeric",
+            "text",
+            "text",
+            "timestamptz",
+            "text",
+            "jsonb",
+            "timestamptz",
+        ]
+        with self.engine.begin() as conn:
+            cur = conn.connection.driver_connection.cursor()
+            set_json_dumps(_encode_json, context=cur)
+            with cur, cur.copy(f"COPY deals ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(types)
+                for row in rows:
+                    copy.write_row(getter(row))
 
 
-def dlt_upsert(server: Server) -> Callable[[Rows], None]:
-    import dlt  # bench extra; imported late so the other contenders run without it
+class Dlt(Loader):
+    table = "dlt_bench.deals"
 
-    # dlt connects with psycopg2 and insists on a password; trust auth ignores it.
-    url = server.url.set(drivername="postgresql", password=server.url.password or "unused")
-    workdir = tempfile.TemporaryDirectory(prefix="bench_dlt_")
-    pipeline = dlt.pipeline(
-        pipeline_name="bench_load",
-        pipelines_dir=workdir.name,
-        destination=dlt.destinations.postgres(url.render_as_string(hide_password=False)),
-        dataset_name="dlt_bench",
-    )
+    def __init__(self, server: Server) -> None:
+        import dlt  # bench extra; imported late so the other contenders run without it
 
-    def load(rows: Rows) -> None:
-        resource = dlt.resource(
+        self.engine = sa.create_engine(server.url)  # for the untimed checks only
+        # dlt connects with psycopg2 and insists on a password; trust auth ignores it.
+        url = server.url.set(drivername="postgresql", password=server.url.password or "unused")
+        self._workdir = tempfile.TemporaryDirectory(prefix="bench_dlt_")
+        self._dlt = dlt
+        self.pipeline = dlt.pipeline(
+            pipeline_name="bench_load",
+            pipelines_dir=self._workdir.name,
+            destination=dlt.destinations.postgres(url.render_as_string(hide_password=False)),
+            dataset_name="dlt_bench",
+        )
+
+    def load(self, rows: Rows) -> None:
+        resource = self._dlt.resource(
             rows,
             name="deals",
             write_disposition={"disposition": "merge", "strategy": "upsert"},
@@ -228,57 +296,56 @@ def dlt_upsert(server: Server) -> Callable[[Rows], None]:
             # Keep the raw record as one jsonb column, like ours (dlt would otherwise flatten it).
             columns={"properties": {"data_type": "json"}},
         )
-        pipeline.run(resource)  # extract + normalize + load, all counted
+        self.pipeline.run(resource)  # extract + normalize + load, all counted
 
-    load.engine = sa.create_engine(server.url)  # type: ignore[attr-defined]
-    load.workdir = workdir  # type: ignore[attr-defined]
-    return load
+    def close(self) -> None:
+        super().close()
+        self._workdir.cleanup()
 
 
 # --- runner --------------------------------------------------------------------------------------
 
+SCENARIOS = ("first_load", "reload")
+
 
 @dataclass
-class Result:
+class Contender:
     name: str
     detail: str
-    seconds: dict[str, list[float]] = field(default_factory=lambda: {"first_load": [], "reload": []})
+    loader: type[Loader]
+    repeat: int
+    # COPY cannot upsert: its re-load reference is a COPY of the changed rows into a fresh, empty table.
+    reload_into_empty: bool = False
+    seconds: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in SCENARIOS})
 
     def rate(self, scenario: str, rows: int) -> float | None:
         runs = self.seconds[scenario]
         return rows / statistics.median(runs) if runs else None
 
 
-def timed(server: Server, load: Callable[[Rows], None], rows: Rows) -> float:
+def timed(server: Server, loader: Loader, rows: Rows) -> float:
     server.checkpoint()
     gc.collect()
     start = time.perf_counter()
-    load(rows)
+    loader.load(rows)
     return time.perf_counter() - start
 
 
-def run_contender(
-    server: Server, result: Result, setup: Callable[[Server], Any], table: str,
-    first: Rows, second: Rows, repeat: int, reload_on_fresh_db: bool = False,
-) -> None:
-    for rep in range(repeat):
-        server.recreate()
-        load = setup(server)
-        try:
-            result.seconds["first_load"].append(timed(server, load, first))
-            check_table(load.engine, table, first)
-            if reload_on_fresh_db:  # COPY cannot upsert: its reference is COPY into an empty table again
-                load.engine.dispose()
-                server.recreate()
-                load = setup(server)
-            result.seconds["reload"].append(timed(server, load, second))
-            check_table(load.engine, table, second)
-        finally:
-            load.engine.dispose()
-            if hasattr(load, "workdir"):
-                load.workdir.cleanup()
-        a, b = result.seconds["first_load"][-1], result.seconds["reload"][-1]
-        print(f"  {result.name:<6} rep {rep + 1}/{repeat}: first load {a:6.2f} s, re-load {b:6.2f} s", flush=True)
+def run_once(server: Server, contender: Contender, first: Rows, second: Rows) -> None:
+    """(a) then (b) on a freshly created database, each checked (untimed) afterwards."""
+    server.recreate()
+    loader = contender.loader(server)
+    try:
+        contender.seconds["first_load"].append(timed(server, loader, first))
+        check_table(loader.engine, loader.table, first)
+        if contender.reload_into_empty:
+            loader.close()
+            server.recreate()
+            loader = contender.loader(server)
+        contender.seconds["reload"].append(timed(server, loader, second))
+        check_table(loader.engine, loader.table, second)
+    finally:
+        loader.close()
 
 
 def fmt_rate(value: float | None) -> str:
@@ -300,13 +367,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3, help="repetitions per contender (median reported)")
-    parser.add_argument("--slow-repeat", type=int, default=1,
-                        help="repetitions for the slow contenders, naive and dlt (default 1: ~5 min in all)")
+    parser.add_argument(
+        "--slow-repeat",
+        type=int,
+        default=1,
+        help="repetitions for the slow contenders, naive and dlt (default 1: ~5 min in all)",
+    )
     parser.add_argument("--batch-size", type=int, default=5000, help="rows per upsert_rows call (ours)")
-    parser.add_argument("--sweep", action="store_true", help=f"also time ours at {SWEEP_BATCH_SIZES} rows/batch")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help=f"also time ours at {SWEEP_BATCH_SIZES} rows/batch, and with text COPY forced",
+    )
     parser.add_argument("--skip", default="", help="comma-separated contenders to skip: naive,dlt,copy")
-    parser.add_argument("--server", default=os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432"),
-                        help="PostgreSQL server URL; the benchmark creates and drops database bench_load")
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432"),
+        help="PostgreSQL server URL; the benchmark creates and drops database bench_load",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -319,94 +397,116 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"generating {args.rows:,} deal rows (+ a changed copy for the re-load) ...", flush=True)
     first, second = generate(args.rows)
     gc.collect()
-    gc.freeze()  # the generated data is immortal: keep the collector from rescanning it in every timing
+    gc.freeze()  # the generated data lives to the end: keep the collector from rescanning it in every timing
 
-    server = Server(args.server)
-    n = args.rows
-    results: list[Result] = []
-    plan: list[tuple[Result, Callable[[Server], Any], str, int, bool]] = [
-        (Result("ours", f"upsert_rows, {args.batch_size}/batch, 1 txn/batch"), ours(args.batch_size),
-         "deals", args.repeat, False),
+    n, batch = args.rows, args.batch_size
+    contenders = [
+        Contender("ours", f"upsert_rows, {batch} rows/call, 1 txn/call", ours_with(batch), args.repeat),
     ]
     if "naive" not in skip:
-        plan.append((Result("naive", f"Core multi-row INSERT..ON CONFLICT, {NAIVE_BATCH}/stmt, "
-                                     f"1 txn/{args.batch_size}"),
-                     naive(args.batch_size), "deals", args.slow_repeat, False))
+        contenders.append(
+            Contender("naive", f"Core INSERT..VALUES (500 rows)..ON CONFLICT, 1 txn/{batch}", Naive, args.slow_repeat)
+        )
     if "dlt" not in skip:
-        plan.append((Result("dlt", f"dlt {version_of('dlt')} merge/upsert, insert_values"), dlt_upsert,
-                     "dlt_bench.deals", args.slow_repeat, False))
+        contenders.append(
+            Contender("dlt", f"dlt {version_of('dlt')} merge/upsert, defaults (insert_values)", Dlt, args.slow_repeat)
+        )
     if "copy" not in skip:
-        plan.append((Result("copy", "one COPY into empty indexed table"), raw_copy, "deals", args.repeat, True))
+        contenders.append(
+            Contender(
+                "copy", "one text COPY into the empty indexed table", RawCopy, args.repeat, reload_into_empty=True
+            )
+        )
+        contenders.append(
+            Contender(
+                "copy-bin",
+                "one binary COPY into the empty indexed table",
+                RawCopyBinary,
+                args.repeat,
+                reload_into_empty=True,
+            )
+        )
+    if args.sweep:
+        for size in SWEEP_BATCH_SIZES:
+            contenders.append(Contender(f"ours@{size}", f"upsert_rows, {size} rows/call", ours_with(size), args.repeat))
+        contenders.append(
+            Contender(
+                "ours-txt", f"upsert_rows, {batch} rows/call, text COPY forced", ours_with(batch, True), args.repeat
+            )
+        )
 
+    server = Server(args.server)
     try:
-        for result, setup, table, repeat, fresh in plan:
-            print(f"{result.name}: {result.detail}", flush=True)
-            run_contender(server, result, setup, table, first, second, repeat, fresh)
-            results.append(result)
-        sweep: list[Result] = []
-        if args.sweep:
-            for size in SWEEP_BATCH_SIZES:
-                result = Result(f"ours@{size}", f"upsert_rows, {size}/batch")
-                print(f"sweep {result.name}", flush=True)
-                run_contender(server, result, ours(size), "deals", first, second, args.repeat)
-                sweep.append(result)
+        # Repetitions are interleaved (rep 1 of every contender, then rep 2, ...) so that drifting
+        # machine load spreads over all contenders instead of landing on one.
+        for rep in range(max(c.repeat for c in contenders)):
+            for c in contenders:
+                if rep >= c.repeat:
+                    continue
+                run_once(server, c, first, second)
+                a, b = c.seconds["first_load"][-1], c.seconds["reload"][-1]
+                print(f"  rep {rep + 1}  {c.name:<10} first load {a:6.2f} s   re-load {b:6.2f} s", flush=True)
         pg_version = server.version()
     finally:
         server.drop()
 
-    by_name = {r.name: r for r in results}
-    scenarios = ("first_load", "reload")
-    rates = {r.name: {s: r.rate(s, n) for s in scenarios} for r in results + sweep}
-    ours_rates = rates["ours"]
-
+    rates = {c.name: {s: c.rate(s, n) for s in SCENARIOS} for c in contenders}
+    ours = rates["ours"]
     print()
-    print(f"rows={n:,}  repeat={args.repeat} (naive, dlt: {args.slow_repeat})  batch={args.batch_size}  "
-          f"PostgreSQL {pg_version}  cpus={os.cpu_count()}")
-    header = f"{'contender':<8} {'rows/s first load':>18} {'rows/s re-load':>15}  {'ours/this (a)':>13} " \
-             f"{'ours/this (b)':>13}  detail"
+    print(
+        f"rows={n:,}  repeat={args.repeat} (naive, dlt: {args.slow_repeat})  batch={batch}  "
+        f"PostgreSQL {pg_version}  cpus={os.cpu_count()}"
+    )
+    header = (
+        f"{'contender':<10} {'rows/s (a) first load':>22} {'rows/s (b) re-load':>19}  "
+        f"{'ours/it (a)':>11} {'ours/it (b)':>11}  detail"
+    )
     print(header)
     print("-" * len(header))
-    for r in results + sweep:
-        a, b = rates[r.name]["first_load"], rates[r.name]["reload"]
-        print(f"{r.name:<8} {fmt_rate(a):>18} {fmt_rate(b):>15}  "
-              f"{fmt_ratio(ours_rates['first_load'], a):>13} {fmt_ratio(ours_rates['reload'], b):>13}  {r.detail}")
+    for c in contenders:
+        a, b = rates[c.name]["first_load"], rates[c.name]["reload"]
+        print(
+            f"{c.name:<10} {fmt_rate(a):>22} {fmt_rate(b):>19}  "
+            f"{fmt_ratio(ours['first_load'], a):>11} {fmt_ratio(ours['reload'], b):>11}  {c.detail}"
+        )
     print()
     ratios: dict[str, dict[str, float | None]] = {}
-    for peer, target in (("dlt", 4.0), ("copy", 0.5)):
-        if peer not in by_name:
+    for peer, target in (("dlt", 4.0), ("copy", 0.5), ("copy-bin", 0.5)):
+        if peer not in rates:
             continue
         ratios[f"ours/{peer}"] = {}
-        for s in scenarios:
-            ratio = None if rates[peer][s] is None else ours_rates[s] / rates[peer][s]
+        for s in SCENARIOS:
+            peer_rate = rates[peer][s]
+            ratio = None if peer_rate is None or ours[s] is None else ours[s] / peer_rate
             ratios[f"ours/{peer}"][s] = ratio
             verdict = "meets" if ratio is not None and ratio >= target else "MISSES"
-            print(f"ours/{peer:<5} {s:<10} {fmt_ratio(ours_rates[s], rates[peer][s]):>7}  "
-                  f"(target >= {target}x: {verdict})")
+            shown = fmt_ratio(ours[s], peer_rate)
+            print(f"ours/{peer:<9} {s:<10} {shown:>7}  (target >= {target}x: {verdict})")
 
     report = {
         "benchmark": "bench/load.py",
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": {
-            "rows": n, "repeat": args.repeat, "slow_repeat": args.slow_repeat, "batch_size": args.batch_size,
-            "naive_batch": NAIVE_BATCH, "postgres": pg_version, "python": platform.python_version(),
+            "rows": n,
+            "repeat": args.repeat,
+            "slow_repeat": args.slow_repeat,
+            "batch_size": batch,
+            "naive_batch": NAIVE_BATCH,
+            "postgres": pg_version,
+            "python": platform.python_version(),
             "cpus": os.cpu_count(),
             "versions": {d: version_of(d) for d in ("sqlalchemy", "psycopg", "psycopg-binary", "dlt")},
         },
         "contenders": {
-            r.name: {
-                "detail": r.detail,
-                "seconds": r.seconds,
-                "rows_per_s_median": rates[r.name],
-            }
-            for r in results + sweep
+            c.name: {"detail": c.detail, "seconds": c.seconds, "rows_per_s_median": rates[c.name]} for c in contenders
         },
         "ratios": ratios,
         "total_runtime_s": round(time.perf_counter() - started, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}"
-          f"  (total {report['total_runtime_s']} s)")
+    shown = args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out
+    print(f"\nwrote {shown}  (total {report['total_runtime_s']} s)")
     return 0
 
 

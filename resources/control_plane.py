@@ -43,8 +43,10 @@ def upsert_connection(
     stmt = _insert(engine)(c).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=[c.c.workspace_id, c.c.connector_name],
-        set_={**{k: v for k, v in values.items() if k not in ("workspace_id", "connector_name")},
-              "updated_at": func.now()},
+        set_={
+            **{k: v for k, v in values.items() if k not in ("workspace_id", "connector_name")},
+            "updated_at": func.now(),
+        },
     )
     with engine.begin() as conn:
         conn.execute(stmt)

@@ -156,8 +156,7 @@ class VendorClient:
         except RetryableError as exc:
             raise VendorError(
                 self.vendor,
-                f"{exc.describe()} on {method} {path}; gave up after {self.retry.max_retries} retries: "
-                f"{exc.detail}",
+                f"{exc.describe()} on {method} {path}; gave up after {self.retry.max_retries} retries: {exc.detail}",
                 status=exc.status,
             ) from None
         raise AssertionError("unreachable")
@@ -170,7 +169,12 @@ class VendorClient:
         self.api_calls += 1
         try:
             response = self.session.request(
-                method, self.url(path), params=params, json=json, data=data, headers=all_headers,
+                method,
+                self.url(path),
+                params=params,
+                json=json,
+                data=data,
+                headers=all_headers,
                 timeout=self.retry.timeout_s,
             )
         except (requests.ConnectionError, requests.Timeout) as exc:

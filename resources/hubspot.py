@@ -227,8 +227,12 @@ class HubSpotResource(VendorResource):
         identity = creds.get("access_token") or f"{creds.get('client_id')}:{creds.get('refresh_token')}"
         limiter = self.limiter("hubspot", identity, connection)
         search_limiter = self.limiter(
-            "hubspot", identity, connection,
-            scope="search", config_key="search_rate_limit", default=self.search_rate_limit,
+            "hubspot",
+            identity,
+            connection,
+            scope="search",
+            config_key="search_rate_limit",
+            default=self.search_rate_limit,
         )
         return HubSpotClient(
             credentials=creds,

@@ -10,8 +10,12 @@ from .server import make_server
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("SANDBOX_PORT", "8900")),
-                        help="0 picks a free port (printed on startup); default $SANDBOX_PORT or 8900")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("SANDBOX_PORT", "8900")),
+        help="0 picks a free port (printed on startup); default $SANDBOX_PORT or 8900",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

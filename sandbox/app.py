@@ -15,8 +15,12 @@ def build_app(vendor_classes: list[type[Vendor]] | None = None, seed: int = 0) -
     vendors = {cls.name: cls() for cls in (vendor_classes or VENDOR_CLASSES)}
     for v in vendors.values():
         v.reset_state(seed, {}, enforce_limits=True)
-    app = FastAPI(title="sales-sync vendor sandbox", docs_url="/_sandbox/docs", redoc_url=None,
-                  openapi_url="/_sandbox/openapi.json")
+    app = FastAPI(
+        title="sales-sync vendor sandbox",
+        docs_url="/_sandbox/docs",
+        redoc_url=None,
+        openapi_url="/_sandbox/openapi.json",
+    )
     app.state.vendors = vendors
     app.include_router(control_router(vendors))
     for name, v in vendors.items():

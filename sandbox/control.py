@@ -69,8 +69,12 @@ def control_router(vendors: dict[str, Vendor]) -> APIRouter:
             ids = body.get("ids")
             if ids is not None and not isinstance(ids, list):
                 raise InvalidRequest("ids must be a list")
-            result = v.mutate(str(body.get("entity", "")), int(body.get("count") or 0),
-                              None if ids is None else [str(x) for x in ids], int(body.get("create") or 0))
+            result = v.mutate(
+                str(body.get("entity", "")),
+                int(body.get("count") or 0),
+                None if ids is None else [str(x) for x in ids],
+                int(body.get("create") or 0),
+            )
         except KeyError:
             return _err(404, f"unknown vendor {vendor!r}")
         except (InvalidRequest, ValueError, TypeError) as exc:
@@ -125,8 +129,9 @@ def control_router(vendors: dict[str, Vendor]) -> APIRouter:
         if vendor not in vendors:
             return _err(404, f"unknown vendor {vendor!r}")
         v = vendors[vendor]
-        return json_response({"limit": v.limiter.limit, "window_s": v.limiter.window_s,
-                              "enforce_limits": v.enforce_limits})
+        return json_response(
+            {"limit": v.limiter.limit, "window_s": v.limiter.window_s, "enforce_limits": v.enforce_limits}
+        )
 
     @r.post("/{vendor}/limits")
     async def set_limits(vendor: str, request: Request) -> Response:
@@ -141,7 +146,8 @@ def control_router(vendors: dict[str, Vendor]) -> APIRouter:
             v.enforce_limits = limit is not None  # an explicit limit is meant to be enforced
         except (InvalidRequest, ValueError, TypeError) as exc:
             return _err(400, str(exc))
-        return json_response({"limit": v.limiter.limit, "window_s": v.limiter.window_s,
-                              "enforce_limits": v.enforce_limits})
+        return json_response(
+            {"limit": v.limiter.limit, "window_s": v.limiter.window_s, "enforce_limits": v.enforce_limits}
+        )
 
     return r

@@ -68,8 +68,15 @@ class Identity:
 
 
 FAULT_KEYS = {
-    "rate_429", "retry_after_s", "rate_5xx", "status_5xx", "latency_ms", "bad_records", "next_429",
-    "next_5xx", "revoke",
+    "rate_429",
+    "retry_after_s",
+    "rate_5xx",
+    "status_5xx",
+    "latency_ms",
+    "bad_records",
+    "next_429",
+    "next_5xx",
+    "revoke",
 }
 
 

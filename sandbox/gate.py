@@ -67,7 +67,7 @@ class VendorGate:
         req = SandboxRequest(
             method=scope["method"],
             path=path,
-            subpath=path[len(vendor.name) + 1:] or "/",
+            subpath=path[len(vendor.name) + 1 :] or "/",
             query=_multi(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)),
             headers=headers,
             body=_parse_body(raw, headers.get("content-type", "")),
@@ -100,14 +100,20 @@ class VendorGate:
             else:
                 await self.app(scope, replay, send_logged)
         finally:
-            vendor.log.add({
-                "method": req.method, "path": path, "query": req.query, "body": req.body, "status": status,
-                "ts_ms": arrived_ms, "credential": ident.credential,
-            })
+            vendor.log.add(
+                {
+                    "method": req.method,
+                    "path": path,
+                    "query": req.query,
+                    "body": req.body,
+                    "status": status,
+                    "ts_ms": arrived_ms,
+                    "credential": ident.credential,
+                }
+            )
 
     @staticmethod
-    async def _screen(vendor: Vendor, req: SandboxRequest, ident: Identity,
-                      state: dict[str, Any]) -> Response | None:
+    async def _screen(vendor: Vendor, req: SandboxRequest, ident: Identity, state: dict[str, Any]) -> Response | None:
         """The response that pre-empts the handler, or None to let the handler answer."""
         f = vendor.faults
         if vendor.is_auth_endpoint(req):

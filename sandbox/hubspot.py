@@ -23,13 +23,40 @@ from .store import ALL, EntityStore, Group, numeric_ranges, ranges_and
 
 SEARCH_CAP = 10_000
 _NS = uuid.UUID("6d1f4c1e-2f7a-4c55-9a0b-5a6e1b7c0d42")
-_OPERATORS = {"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY",
-              "NOT_HAS_PROPERTY", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"}
-_DEAL_STAGES = ("appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin",
-                "contractsent", "closedwon", "closedlost")
-_INDUSTRIES = ("COMPUTER_SOFTWARE", "FINANCIAL_SERVICES", "HOSPITAL_HEALTH_CARE", "RETAIL",
-               "LOGISTICS_AND_SUPPLY_CHAIN", "MARKETING_AND_ADVERTISING", "TELECOMMUNICATIONS",
-               "HIGHER_EDUCATION")
+_OPERATORS = {
+    "EQ",
+    "NEQ",
+    "LT",
+    "LTE",
+    "GT",
+    "GTE",
+    "BETWEEN",
+    "IN",
+    "NOT_IN",
+    "HAS_PROPERTY",
+    "NOT_HAS_PROPERTY",
+    "CONTAINS_TOKEN",
+    "NOT_CONTAINS_TOKEN",
+}
+_DEAL_STAGES = (
+    "appointmentscheduled",
+    "qualifiedtobuy",
+    "presentationscheduled",
+    "decisionmakerboughtin",
+    "contractsent",
+    "closedwon",
+    "closedlost",
+)
+_INDUSTRIES = (
+    "COMPUTER_SOFTWARE",
+    "FINANCIAL_SERVICES",
+    "HOSPITAL_HEALTH_CARE",
+    "RETAIL",
+    "LOGISTICS_AND_SUPPLY_CHAIN",
+    "MARKETING_AND_ADVERTISING",
+    "TELECOMMUNICATIONS",
+    "HIGHER_EDUCATION",
+)
 _TASK_STATUS = ("NOT_STARTED", "IN_PROGRESS", "WAITING", "COMPLETED", "DEFERRED")
 _TASK_PRIORITY = ("NONE", "LOW", "MEDIUM", "HIGH")
 _TASK_VERBS = ("Call", "Email", "Follow up with", "Send proposal to", "Book demo with", "Check in with")
@@ -118,8 +145,17 @@ def _error(status: int, message: str, category: str, **extra: Any) -> Response:
 
 def _oauth_error(status: str, message: str, sub_category: str, **extra: str) -> Response:
     """OAuth endpoint errors use a status code word instead of "error" (HubSpot v1 token endpoint)."""
-    return json_response({"status": status, "message": message, "correlationId": str(uuid.uuid4()),
-                          "category": "VALIDATION_ERROR", "subCategory": sub_category, **extra}, 400)
+    return json_response(
+        {
+            "status": status,
+            "message": message,
+            "correlationId": str(uuid.uuid4()),
+            "category": "VALIDATION_ERROR",
+            "subCategory": sub_category,
+            **extra,
+        },
+        400,
+    )
 
 
 @dataclass(frozen=True)
@@ -194,8 +230,7 @@ class HubSpot(Vendor):
 
     def record(self, spec: ObjectSpec, i: int, wanted: frozenset[str] | None = None) -> dict[str, Any]:
         rid, props, created_iso, modified_iso = self._parts(spec, i, wanted)
-        return {"id": rid, "properties": props, "createdAt": created_iso, "updatedAt": modified_iso,
-                "archived": False}
+        return {"id": rid, "properties": props, "createdAt": created_iso, "updatedAt": modified_iso, "archived": False}
 
     def record_json(self, spec: ObjectSpec, i: int, wanted: frozenset[str] | None = None) -> str:
         """record() serialised by hand (generated values never need JSON escaping; tests check this) and
@@ -207,14 +242,20 @@ class HubSpot(Vendor):
             return cached
         rid, props, created_iso, modified_iso = self._parts(spec, i, wanted)
         body = ",".join([f'"{k}":"{v}"' for k, v in props.items()])
-        out = (f'{{"id":"{rid}","properties":{{{body}}},"createdAt":"{created_iso}",'
-               f'"updatedAt":"{modified_iso}","archived":false}}')
+        out = (
+            f'{{"id":"{rid}","properties":{{{body}}},"createdAt":"{created_iso}",'
+            f'"updatedAt":"{modified_iso}","archived":false}}'
+        )
         if rid not in bad:
             self._json_cache.put((spec.name, wanted), i, version, out)
         return out
 
-    def _parts(self, spec: ObjectSpec, i: int, wanted: frozenset[str] | None,
-               ) -> tuple[str, dict[str, str], str, str]:
+    def _parts(
+        self,
+        spec: ObjectSpec,
+        i: int,
+        wanted: frozenset[str] | None,
+    ) -> tuple[str, dict[str, str], str, str]:
         h = gen.mix1(self._hash_prefix[spec.name], i)
         base_ms = gen.ORIGIN_MS + i * 1000
         o = self.stores[spec.name].overrides.get(i)
@@ -239,9 +280,14 @@ class HubSpot(Vendor):
         cred = _credential(tenant)
         self._creds[cred.refresh_token] = cred
         self._client_ids.add(cred.client_id)
-        return {"credentials": {"client_id": cred.client_id, "client_secret": cred.client_secret,
-                                "refresh_token": cred.refresh_token},
-                "config": {"base_url": base_url}}
+        return {
+            "credentials": {
+                "client_id": cred.client_id,
+                "client_secret": cred.client_secret,
+                "refresh_token": cred.refresh_token,
+            },
+            "config": {"base_url": base_url},
+        }
 
     def is_auth_endpoint(self, req: SandboxRequest) -> bool:
         return req.subpath.startswith("/oauth/")
@@ -253,20 +299,29 @@ class HubSpot(Vendor):
         return self.tokens.lookup(req.bearer())
 
     def unauthorized(self, req: SandboxRequest) -> Response:
-        return _error(401, "Authentication credentials not found. This API supports OAuth 2.0 authentication "
-                      "and you can find more details at "
-                      "https://developers.hubspot.com/docs/methods/auth/oauth-overview",
-                      "INVALID_AUTHENTICATION")
+        return _error(
+            401,
+            "Authentication credentials not found. This API supports OAuth 2.0 authentication "
+            "and you can find more details at "
+            "https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+            "INVALID_AUTHENTICATION",
+        )
 
     def revoked_auth(self, req: SandboxRequest) -> Response:
         return _oauth_error("BAD_REFRESH_TOKEN", "refresh token was revoked", "INVALID_TOKEN", error="invalid_grant")
 
     def rate_limited(self, retry_after_s: float | None) -> Response:
-        resp = json_response({
-            "status": "error", "message": "You have reached your ten_secondly_rolling limit.",
-            "errorType": "RATE_LIMIT", "correlationId": str(uuid.uuid4()),
-            "policyName": "TEN_SECONDLY_ROLLING", "requestId": str(uuid.uuid4()),
-        }, 429)
+        resp = json_response(
+            {
+                "status": "error",
+                "message": "You have reached your ten_secondly_rolling limit.",
+                "errorType": "RATE_LIMIT",
+                "correlationId": str(uuid.uuid4()),
+                "policyName": "TEN_SECONDLY_ROLLING",
+                "requestId": str(uuid.uuid4()),
+            },
+            429,
+        )
         if retry_after_s is not None:
             resp.headers["Retry-After"] = f"{retry_after_s:g}"
         return resp
@@ -279,8 +334,9 @@ class HubSpot(Vendor):
         limit = self.limiter.limit if self.enforce_limits and self.limiter.limit is not None else None
         return {
             "X-HubSpot-RateLimit-Max": str(limit if limit is not None else self.default_limit[0]),
-            "X-HubSpot-RateLimit-Remaining": str(remaining if limit is not None and remaining is not None
-                                                 else limit or self.default_limit[0]),
+            "X-HubSpot-RateLimit-Remaining": str(
+                remaining if limit is not None and remaining is not None else limit or self.default_limit[0]
+            ),
             "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(self.limiter.window_s * 1000)),
         }
 
@@ -305,8 +361,14 @@ class HubSpot(Vendor):
         if form.get("client_id") != cred.client_id or form.get("client_secret") != cred.client_secret:
             return _oauth_error("BAD_CLIENT_ID", "missing or unknown client id / secret", "INVALID_CLIENT")
         access = self.tokens.issue(cred.client_id, self.token_ttl_s, prefix="CN")
-        return json_response({"token_type": "bearer", "refresh_token": cred.refresh_token,
-                              "access_token": access, "expires_in": self.token_ttl_s})
+        return json_response(
+            {
+                "token_type": "bearer",
+                "refresh_token": cred.refresh_token,
+                "access_token": access,
+                "expires_in": self.token_ttl_s,
+            }
+        )
 
     def _spec_or_404(self, object_type: str) -> ObjectSpec | Response:
         spec = _BY_TYPE.get(object_type)
@@ -333,8 +395,7 @@ class HubSpot(Vendor):
             cursor = _encode_cursor(end)
             paging = {"next": {"after": cursor, "link": f"?after={quote(cursor)}"}}
         results = [self.record_json(spec, i, wanted) for i in range(start, end)]
-        return _page_response({}, results, paging, self.rate_limit_headers(
-            rate_remaining(request)))
+        return _page_response({}, results, paging, self.rate_limit_headers(rate_remaining(request)))
 
     async def _get(self, object_type: str, record_id: str, request: Request) -> Response:
         spec = self._spec_or_404(object_type)
@@ -342,11 +403,11 @@ class HubSpot(Vendor):
             return spec
         i = self._index(spec, record_id)
         if i is None:
-            return _error(404, "Object not found.  objectId are usually numeric.", "OBJECT_NOT_FOUND",
-                          context={"id": [record_id]})
+            return _error(
+                404, "Object not found.  objectId are usually numeric.", "OBJECT_NOT_FOUND", context={"id": [record_id]}
+            )
         wanted = _wanted(parsed(request).query.get("properties"))
-        return json_response(self.record(spec, i, wanted), headers=self.rate_limit_headers(
-            rate_remaining(request)))
+        return json_response(self.record(spec, i, wanted), headers=self.rate_limit_headers(rate_remaining(request)))
 
     async def _search(self, object_type: str, request: Request) -> Response:
         spec = self._spec_or_404(object_type)
@@ -360,8 +421,10 @@ class HubSpot(Vendor):
             if not 0 <= limit <= 200:
                 raise BadRequest(f"limit must be between 0 and 200, got {limit}")
             if offset >= SEARCH_CAP:
-                raise BadRequest(f"after must be less than {SEARCH_CAP}: the search endpoint returns at most "
-                                 f"{SEARCH_CAP} results per query")
+                raise BadRequest(
+                    f"after must be less than {SEARCH_CAP}: the search endpoint returns at most "
+                    f"{SEARCH_CAP} results per query"
+                )
             groups = self._groups(spec, body.get("filterGroups") or [])
             by, descending = _sort(spec, body.get("sorts") or [])
             wanted = body.get("properties")
@@ -396,8 +459,9 @@ class HubSpot(Vendor):
             groups.append(group)
         return groups or [Group()]
 
-    def _apply_filter(self, spec: ObjectSpec, group: Group, checks: list[tuple[str, str, dict[str, Any]]],
-                      f: Any) -> None:
+    def _apply_filter(
+        self, spec: ObjectSpec, group: Group, checks: list[tuple[str, str, dict[str, Any]]], f: Any
+    ) -> None:
         if not isinstance(f, dict):
             raise BadRequest("filter must be an object")
         prop, op = f.get("propertyName"), f.get("operator")
@@ -408,8 +472,11 @@ class HubSpot(Vendor):
         if prop == spec.modified_prop or prop == "hs_object_id":
             parse = gen.parse_time_ms if prop == spec.modified_prop else gen.parse_number
             shift = 0 if prop == spec.modified_prop else spec.id_base
-            ranges = numeric_ranges(op, *_values(f, op, parse, shift)) if op not in (
-                "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN") else list(ALL)
+            ranges = (
+                numeric_ranges(op, *_values(f, op, parse, shift))
+                if op not in ("CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN")
+                else list(ALL)
+            )
             if prop == spec.modified_prop:
                 group.ms = ranges_and(group.ms, ranges)
             else:
@@ -417,8 +484,11 @@ class HubSpot(Vendor):
         else:
             checks.append((prop, op, f))
 
-    def _residual(self, spec: ObjectSpec, checks: list[tuple[str, str, dict[str, Any]]],
-                  ) -> Callable[[int], bool]:
+    def _residual(
+        self,
+        spec: ObjectSpec,
+        checks: list[tuple[str, str, dict[str, Any]]],
+    ) -> Callable[[int], bool]:
         # Filters on ordinary properties are evaluated per record: correct, but a scan of the range.
         def matches(i: int) -> bool:
             props = self.record(spec, i)["properties"]
@@ -427,8 +497,9 @@ class HubSpot(Vendor):
         return matches
 
 
-def _page_response(head: dict[str, Any], results: list[str], paging: dict[str, Any] | None,
-                   headers: dict[str, str]) -> Response:
+def _page_response(
+    head: dict[str, Any], results: list[str], paging: dict[str, Any] | None, headers: dict[str, str]
+) -> Response:
     parts = [f'"{k}":{json.dumps(v)}' for k, v in head.items()]
     parts.append(f'"results":[{",".join(results)}]')
     if paging is not None:
@@ -471,8 +542,9 @@ def _int_field(body: dict[str, Any], key: str, default: int) -> int:
         raise BadRequest(f"{key} must be an integer, got {value!r}") from None
 
 
-def _values(f: dict[str, Any], op: str, parse: Callable[[Any], float | None],
-            shift: int) -> tuple[float | None, float | None, list[float] | None]:
+def _values(
+    f: dict[str, Any], op: str, parse: Callable[[Any], float | None], shift: int
+) -> tuple[float | None, float | None, list[float] | None]:
     def conv(v: Any) -> float:
         x = parse(v)
         if x is None:
@@ -536,5 +608,4 @@ def _sort(spec: ObjectSpec, sorts: Any) -> tuple[str, bool]:
         return "modified", descending
     if prop in ("hs_object_id", "id"):
         return "index", descending
-    raise BadRequest(f"sandbox: sorting on {prop!r} is not supported "
-                     f"(use {spec.modified_prop} or hs_object_id)")
+    raise BadRequest(f"sandbox: sorting on {prop!r} is not supported (use {spec.modified_prop} or hs_object_id)")

@@ -19,8 +19,11 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_server(host: str = "127.0.0.1", port: int = 0, seed: int = 0,
-                ) -> tuple[uvicorn.Server, socket.socket]:
+def make_server(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    seed: int = 0,
+) -> tuple[uvicorn.Server, socket.socket]:
     # Binding the socket ourselves lets port 0 pick a free port we know before serving starts.
     sock = bind(host, port)
     config = uvicorn.Config(build_app(seed=seed), log_level="warning", workers=1, access_log=False)

@@ -64,9 +64,11 @@ def in_ranges(r: Ranges, x: int) -> bool:
     return k >= 0 and r[k][0] <= x < r[k][1]
 
 
-def numeric_ranges(op: str, value: float | None, high: float | None = None,
-                   values: list[float] | None = None) -> Ranges:
+def numeric_ranges(
+    op: str, value: float | None, high: float | None = None, values: list[float] | None = None
+) -> Ranges:
     """The integer set a numeric filter admits. Values are pre-parsed by the vendor module."""
+
     def eq(v: float) -> Ranges:
         return [(int(v), int(v) + 1)] if v == int(v) else []
 
@@ -152,7 +154,7 @@ class IndexSet:
 
     def iter_up(self, x: int) -> Iterator[int]:
         holes = self._hole_set
-        for lo, hi in self.ranges[max(bisect_right(self._starts, x) - 1, 0):]:
+        for lo, hi in self.ranges[max(bisect_right(self._starts, x) - 1, 0) :]:
             for i in range(max(lo, x), hi):
                 if i not in holes:
                     yield i
@@ -193,14 +195,14 @@ class Selection:
         if by == "modified" and not descending and offset < len(base):
             it = chain(base.iter_up(base.kth(offset)), moved)
         elif by == "modified" and not descending:
-            it = moved[offset - len(base):]
+            it = moved[offset - len(base) :]
         elif by == "modified" and offset < len(moved):
             it = chain(reversed(moved[: len(moved) - offset]), base.iter_down(INF))
         elif by == "modified":
             it = base.iter_down(base.kth(len(base) - 1 - (offset - len(moved))) + 1)
         elif not descending:
             x = self._nth_by_index(offset)
-            it = heapq.merge(base.iter_up(x), self.moved_by_idx[bisect_left(self.moved_by_idx, x):])
+            it = heapq.merge(base.iter_up(x), self.moved_by_idx[bisect_left(self.moved_by_idx, x) :])
         else:
             x = self._nth_by_index(self.total - 1 - offset)
             tail = reversed(self.moved_by_idx[: bisect_right(self.moved_by_idx, x)])
@@ -250,17 +252,14 @@ class EntityStore:
         parts: list[Ranges] = []
         moved_parts: list[list[tuple[int, int]]] = []
         for g in groups or [Group()]:
-            base = ranges_or(
-                [(self._first_base_at_or_after(lo), self._first_base_at_or_after(hi))] for lo, hi in g.ms
-            )
+            base = ranges_or([(self._first_base_at_or_after(lo), self._first_base_at_or_after(hi))] for lo, hi in g.ms)
             base = ranges_and(base, ranges_and(g.idx, [(0, self.n_base)]))
             if g.residual is not None:
-                base = _coalesce(i for i in IndexSet(base, self._holes, self._hole_set).iter_up(-INF)
-                                 if g.residual(i))
+                base = _coalesce(i for i in IndexSet(base, self._holes, self._hole_set).iter_up(-INF) if g.residual(i))
             parts.append(base)
             hits: list[tuple[int, int]] = []
             for lo, hi in g.ms:  # the overlay is sorted by time, so each time range is one slice
-                hits += self._moved[bisect_left(self._moved, (lo, -INF)):bisect_left(self._moved, (hi, -INF))]
+                hits += self._moved[bisect_left(self._moved, (lo, -INF)) : bisect_left(self._moved, (hi, -INF))]
             if g.idx != ALL:
                 hits = [p for p in hits if in_ranges(g.idx, p[1])]
             if g.residual is not None:

@@ -85,6 +85,10 @@ def services(
 
 def start(found: list[Service], env: dict[str, str], log_dir: Path, timeout_s: float = 120) -> list[Service]:
     log_dir.mkdir(parents=True, exist_ok=True)
+    # Create/upgrade the instance's storage once, before the webserver and daemon race to do it.
+    subprocess.run(
+        [str(BIN / "dagster"), "instance", "migrate"], env=env, cwd=REPO_ROOT, check=True, capture_output=True
+    )
     for service in found:
         log = (log_dir / f"{service.name}.log").open("a")
         service.process = subprocess.Popen(

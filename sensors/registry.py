@@ -22,9 +22,7 @@ MAX_ADDS_PER_TICK = 20_000
 )
 def workspace_registry_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource):
     with warehouse.engine.connect() as conn:
-        ids = conn.execute(
-            select(schema.workspaces.c.id).where(schema.workspaces.c.status == "active")
-        ).scalars().all()
+        ids = conn.execute(select(schema.workspaces.c.id).where(schema.workspaces.c.status == "active")).scalars().all()
     valid = [i for i in ids if WORKSPACE_KEY_PATTERN.match(i)]
     for bad in sorted(set(ids) - set(valid)):
         context.log.warning(f"workspace id {bad!r} is not a valid partition key; skipped")

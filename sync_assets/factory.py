@@ -3,7 +3,6 @@
 No `from __future__ import annotations` here: Dagster inspects the `context` annotation at runtime.
 """
 
-
 from collections.abc import Iterator
 from typing import Any
 
@@ -73,9 +72,7 @@ def build_connector_assets(connector: Connector) -> AssetsDefinition:
             client = vendor.client_for(connection, log=context.log)
             yield from ConnectorSync(context, connector, warehouse, client).run(selected)
         except (OperationalError, DBAPIError) as exc:
-            if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not isinstance(
-                exc, OperationalError
-            ):
+            if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not isinstance(exc, OperationalError):
                 raise
             # The warehouse connection dropped: the step restarts from the committed watermarks.
             context.log.error(f"warehouse connection lost ({type(exc.orig).__name__}); retrying the step")

@@ -4,6 +4,8 @@ watermark advanced only by committed rows, one MaterializeResult per entity afte
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +32,9 @@ FULL_REFRESH_TAG = "full_refresh"
 SYNC_TYPE_TAG = "sync_type"
 SYNC_ID_TAG = "sync_id"
 PROGRESS_INTERVAL_S = 2.0
+# The run's lease: a reaper fails runs whose heartbeat is older than the lease (sensors/reaper.py).
+HEARTBEAT_INTERVAL_S = float(os.environ.get("SYNC_HEARTBEAT_SECONDS", "20"))
+MAX_RUNTIME_TAG = "dagster/max_runtime"
 # Beyond this many records at one instant, the boundary is simply re-read (upserts absorb it).
 MAX_WATERMARK_IDS = 1000
 
@@ -56,9 +61,7 @@ class EntityResult:
 
 def describe_error(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}" for err in exc.errors()
-        )
+        return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}" for err in exc.errors())
     return str(exc) or type(exc).__name__
 
 
@@ -66,9 +69,7 @@ def asset_key(connector: Connector, entity: Entity) -> AssetKey:
     return AssetKey([connector.name, entity.name])
 
 
-def read_watermark(
-    context: AssetExecutionContext, key: AssetKey, partition: str
-) -> tuple[datetime | None, set[str]]:
+def read_watermark(context: AssetExecutionContext, key: AssetKey, partition: str) -> tuple[datetime | None, set[str]]:
     """The watermark lives in the latest materialization's metadata of (asset, partition)."""
     records = context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
@@ -114,24 +115,33 @@ class ConnectorSync:
             self.workspace_id, self.connector.name, self.run_id, self.sync_id, self.sync_type
         )
         results: list[EntityResult] = []
-        try:
-            for entity in entities:
-                result = self.sync_entity(entity, log_id)
-                results.append(result)
-                yield from self.outputs(entity, result)
-        except BaseException as exc:
-            reason = describe_error(exc) if isinstance(exc, Exception) else "the run was interrupted"
+        with Heartbeat(self.warehouse, log_id, HEARTBEAT_INTERVAL_S):
             try:
-                self.finish(log_id, results, error=reason)
-            except Exception as finish_exc:  # e.g. the warehouse itself is gone; keep the first cause
-                self.context.log.error(f"could not record the failure in sync_log: {describe_error(finish_exc)}")
-            raise
+                for entity in entities:
+                    result = self.sync_entity(entity, log_id)
+                    results.append(result)
+                    yield from self.outputs(entity, result)
+            except BaseException as exc:
+                reason = describe_error(exc) if isinstance(exc, Exception) else self.interruption_reason()
+                try:
+                    self.finish(log_id, results, error=reason)
+                except Exception as finish_exc:  # e.g. the warehouse itself is gone; keep the first cause
+                    self.context.log.error(f"could not record the failure in sync_log: {describe_error(finish_exc)}")
+                raise
         self.finish(log_id, results, error=None)
+
+    def interruption_reason(self) -> str:
+        """Name the limit when run monitoring stopped the run for exceeding its max runtime."""
+        limit_s = self.context.run.tags.get(MAX_RUNTIME_TAG) or self.context.instance.run_monitoring_max_runtime_seconds
+        record = self.context.instance.get_run_record_by_id(self.run_id)
+        if limit_s and record and record.start_time and time.time() - record.start_time >= float(limit_s):
+            return f"Job {self.run_id} exceeded timeout of {int(float(limit_s) * 1000)}ms"
+        return f"Job {self.run_id} was interrupted (canceled or terminated)"
 
     def sync_entity(self, entity: Entity, log_id: int) -> EntityResult:
         key = asset_key(self.connector, entity)
-        previous, seen_ids = (None, set()) if self.full_refresh else read_watermark(
-            self.context, key, self.workspace_id
+        previous, seen_ids = (
+            (None, set()) if self.full_refresh else read_watermark(self.context, key, self.workspace_id)
         )
         since = previous - self.connector.lookback if previous else None
         result = EntityResult(entity.name, "incremental" if since else "full", previous, previous)
@@ -178,15 +188,18 @@ class ConnectorSync:
                 result.errors.append(message)
                 failures.append(
                     dead_letter_row(
-                        self.workspace_id, self.connector.name, entity.name, self.run_id, source_id,
-                        message, _safe_payload(record),
+                        self.workspace_id,
+                        self.connector.name,
+                        entity.name,
+                        self.run_id,
+                        source_id,
+                        message,
+                        _safe_payload(record),
                     )
                 )
                 continue
             updated = row["source_updated_at"]
-            if since is not None and (
-                updated < since or (updated == previous and row["source_id"] in seen_ids)
-            ):
+            if since is not None and (updated < since or (updated == previous and row["source_id"] in seen_ids)):
                 # Older than asked for (coarse vendor filters), or the boundary record the last
                 # sync already committed: not a change.
                 result.records_skipped += 1
@@ -269,6 +282,31 @@ class ConnectorSync:
         )
         if not error:
             self.warehouse.mark_synced(self.workspace_id, self.connector.name, utcnow())
+
+
+class Heartbeat:
+    """Renews the sync_log lease from a background thread while the step runs, so a long vendor
+    wait (a Bulk job, a rate limit) is not mistaken for a dead worker."""
+
+    def __init__(self, warehouse: WarehouseResource, log_id: int, interval_s: float) -> None:
+        self._warehouse, self._log_id, self._interval_s = warehouse, log_id, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{log_id}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self._warehouse.heartbeat(self._log_id)
+            except Exception:  # a missed beat only shortens the lease; the sync itself reports DB loss
+                continue
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def _safe_source_id(record: Any) -> str | None:

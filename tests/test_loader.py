@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from resources import schema
+from resources import loader, schema
 from resources.loader import dedupe_rows, upsert_rows
 
 PG_ADMIN_URL = os.environ.get("LOADER_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -51,10 +51,14 @@ def pg_url() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def engine(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[sa.Engine]:
-    if request.param == "postgresql":
+@pytest.fixture(params=["postgresql", "postgresql-text-copy", "sqlite"])
+def engine(request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[sa.Engine]:
+    """Each test runs on Postgres (binary COPY where the batch allows it), on Postgres with text COPY
+    forced, and on SQLite."""
+    if request.param.startswith("postgresql"):
         eng = sa.create_engine(request.getfixturevalue("pg_url"))
+        if request.param == "postgresql-text-copy":
+            monkeypatch.setattr(loader, "_binary_copy_types", lambda *args: None)
     else:
         eng = sa.create_engine(f"sqlite:///{tmp_path / 'warehouse.db'}")
     schema.metadata.drop_all(eng)
@@ -465,4 +469,97 @@ def test_postgres_needs_psycopg3(pg_url: str) -> None:
         with eng.connect() as conn, pytest.raises(NotImplementedError, match="psycopg2"):
             upsert_rows(conn, deals, [deal("X")])
     finally:
+        eng.dispose()
+
+
+def test_autocommit_connection_is_refused_on_postgres(pg_url: str) -> None:
+    # In autocommit, ON COMMIT DELETE ROWS would empty staging before the INSERT: refuse, loudly.
+    eng = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    try:
+        schema.metadata.create_all(eng, tables=[deals])
+        with eng.connect() as conn, pytest.raises(ValueError, match="autocommit"):
+            upsert_rows(conn, deals, [deal("X")])
+    finally:
+        schema.metadata.drop_all(eng, tables=[deals])
+        eng.dispose()
+
+
+# --- binary vs text COPY --------------------------------------------------------------------------
+
+
+def _copy_types(rows: list[dict[str, Any]], table: sa.Table = deals) -> list[str] | None:
+    from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
+
+    columns = list(rows[0])
+    tuples = [tuple(r[c] for c in columns) for r in rows]
+    return loader._binary_copy_types(table, columns, tuples, psycopg_dialect())
+
+
+def test_binary_copy_only_when_every_value_has_a_safe_type() -> None:
+    assert _copy_types([deal("A"), deal("B", amount=5, name=None, properties="s")]) == [
+        "text",
+        "text",
+        "text",
+        "text",
+        "numeric",
+        "text",
+        "timestamptz",
+        "jsonb",
+        "timestamptz",
+    ]
+    naive = datetime(2024, 1, 1)
+    for unsafe in (
+        {"amount": 1.5},  # psycopg's binary numeric dumper refuses floats
+        {"amount": True},
+        {"name": 42},  # text COPY lets the server turn it into '42'
+        {"close_date": naive},  # binary timestamptz cannot take naive datetimes
+        {"close_date": naive.date()},
+    ):
+        assert _copy_types([deal("A"), deal("B", **unsafe)]) is None, unsafe
+
+    def call(duration: Any, size: Any) -> dict[str, Any]:
+        return {
+            "workspace_id": WS,
+            "source": "gong",
+            "source_id": "C",
+            "duration_seconds": duration,
+            "size_bytes": size,
+        }
+
+    calls_like = sa.Table(
+        "calls_like",
+        sa.MetaData(),
+        *(sa.Column(c, sa.String) for c in loader.KEY_COLUMNS),
+        sa.Column("duration_seconds", sa.Integer),
+        sa.Column("size_bytes", sa.BigInteger),
+    )
+    assert _copy_types([call(10, 2**40), call(None, None)], calls_like) == ["text"] * 3 + ["int4", "int8"]
+    # Out of range for int4: binary would silently truncate, so text COPY (and a server error) instead.
+    assert _copy_types([call(2**31, 1)], calls_like) is None
+    assert _copy_types([call(10, 2**63)], calls_like) is None
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        # Text COPY: the server parses '99.5' and '123'.
+        ({"amount": 99.5, "name": 123}, {"amount": Decimal("99.50"), "name": "123"}),
+        # Naive: read in the session time zone (UTC here).
+        (
+            {"close_date": datetime(2024, 6, 1, 12, 0)},
+            {"close_date": datetime(2024, 6, 1, 12, 0, tzinfo=UTC)},
+        ),
+    ],
+)
+def test_values_outside_the_binary_types_load_through_text_copy(
+    pg_url: str, values: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    eng = sa.create_engine(pg_url, connect_args={"options": "-c timezone=UTC"})
+    try:
+        schema.metadata.create_all(eng, tables=[deals])
+        upsert(eng, [deal("A"), deal("B", **values)])
+        got = fetch(eng)["B"]
+        assert {column: getattr(got, column) for column in expected} == expected
+    finally:
+        schema.metadata.drop_all(eng, tables=[deals])
         eng.dispose()

@@ -20,9 +20,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "accounts",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("workspace_id", sa.String(length=63), nullable=False),
         sa.Column("source", sa.String(length=32), nullable=False),
         sa.Column("source_id", sa.String(length=255), nullable=False),
@@ -41,9 +39,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "calls",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("workspace_id", sa.String(length=63), nullable=False),
         sa.Column("source", sa.String(length=32), nullable=False),
         sa.Column("source_id", sa.String(length=255), nullable=False),
@@ -58,15 +54,11 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_calls")),
-        sa.UniqueConstraint(
-            "workspace_id", "source", "source_id", name=op.f("uq_calls_workspace_id_source_source_id")
-        ),
+        sa.UniqueConstraint("workspace_id", "source", "source_id", name=op.f("uq_calls_workspace_id_source_source_id")),
     )
     op.create_table(
         "contacts",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("workspace_id", sa.String(length=63), nullable=False),
         sa.Column("source", sa.String(length=32), nullable=False),
         sa.Column("source_id", sa.String(length=255), nullable=False),
@@ -87,9 +79,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "deals",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("workspace_id", sa.String(length=63), nullable=False),
         sa.Column("source", sa.String(length=32), nullable=False),
         sa.Column("source_id", sa.String(length=255), nullable=False),
@@ -104,15 +94,11 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_deals")),
-        sa.UniqueConstraint(
-            "workspace_id", "source", "source_id", name=op.f("uq_deals_workspace_id_source_source_id")
-        ),
+        sa.UniqueConstraint("workspace_id", "source", "source_id", name=op.f("uq_deals_workspace_id_source_source_id")),
     )
     op.create_table(
         "documents",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("workspace_id", sa.String(length=63), nullable=False),
         sa.Column("source", sa.String(length=32), nullable=False),
         sa.Column("source_id", sa.String(length=255), nullable=False),
@@ -140,9 +126,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "sync_errors",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("workspace_id", sa.String(length=63), nullable=False),
         sa.Column("connector", sa.String(length=32), nullable=False),
         sa.Column("entity", sa.String(length=32), nullable=False),
@@ -164,9 +148,7 @@ def upgrade() -> None:
 
     op.create_table(
         "sync_log",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("workspace_id", sa.String(length=63), nullable=False),
         sa.Column("connector_type", sa.String(length=32), nullable=False),
         sa.Column("sync_type", sa.String(length=16), server_default="manual", nullable=False),
@@ -195,9 +177,7 @@ def upgrade() -> None:
 
     op.create_table(
         "tasks",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("workspace_id", sa.String(length=63), nullable=False),
         sa.Column("source", sa.String(length=32), nullable=False),
         sa.Column("source_id", sa.String(length=255), nullable=False),
@@ -212,9 +192,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tasks")),
-        sa.UniqueConstraint(
-            "workspace_id", "source", "source_id", name=op.f("uq_tasks_workspace_id_source_source_id")
-        ),
+        sa.UniqueConstraint("workspace_id", "source", "source_id", name=op.f("uq_tasks_workspace_id_source_source_id")),
     )
     op.create_table(
         "webhook_deliveries",
@@ -258,9 +236,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "connections",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("workspace_id", sa.String(length=63), nullable=False),
         sa.Column("connector_name", sa.String(length=32), nullable=False),
         sa.Column("credentials", sa.Text(), nullable=False),
@@ -281,9 +257,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_connections")),
-        sa.UniqueConstraint(
-            "workspace_id", "connector_name", name=op.f("uq_connections_workspace_id_connector_name")
-        ),
+        sa.UniqueConstraint("workspace_id", "connector_name", name=op.f("uq_connections_workspace_id_connector_name")),
     )
 
 

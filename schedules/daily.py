@@ -1,0 +1,99 @@
+"""The daily sync at 02:00 UTC: one run per workspace with active connections, selecting only those
+connections' assets, skipping workspaces that already have a sync queued or running."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+
+from dagster import (
+    AssetKey,
+    DagsterRunStatus,
+    DefaultScheduleStatus,
+    RunRequest,
+    RunsFilter,
+    ScheduleEvaluationContext,
+    SkipReason,
+    schedule,
+)
+from sqlalchemy import select
+
+from resources import schema
+from resources.warehouse import WarehouseResource
+from sync_assets import CONNECTORS_BY_NAME
+from sync_assets.partitions import workspace_partitions
+
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+SCHEDULED_PRIORITY = "0"  # API-triggered runs use a higher priority and jump the nightly batch
+
+
+def active_connections(warehouse: WarehouseResource) -> dict[str, list[str]]:
+    ws, c = schema.workspaces, schema.connections
+    query = (
+        select(ws.c.id, c.c.connector_name)
+        .join(c, c.c.workspace_id == ws.c.id)
+        .where(ws.c.status == "active", c.c.status == "active")
+        .order_by(ws.c.id, c.c.connector_name)
+    )
+    by_workspace: dict[str, list[str]] = defaultdict(list)
+    with warehouse.engine.connect() as conn:
+        for workspace_id, connector in conn.execute(query):
+            if connector in CONNECTORS_BY_NAME:
+                by_workspace[workspace_id].append(connector)
+    return dict(by_workspace)
+
+
+def asset_selection(connectors: list[str]) -> list[AssetKey]:
+    return [AssetKey(name.split("/")) for c in connectors for name in CONNECTORS_BY_NAME[c].asset_names]
+
+
+def build_daily_schedule(job):
+    @schedule(
+        name="daily_sync",
+        cron_schedule="0 2 * * *",
+        execution_timezone="UTC",
+        job=job,
+        default_status=DefaultScheduleStatus.RUNNING,
+        description="Queues one sync per workspace with active connections at 02:00 UTC.",
+    )
+    def daily_sync(context: ScheduleEvaluationContext, warehouse: WarehouseResource):
+        workspaces = active_connections(warehouse)
+        if not workspaces:
+            context.log.info("No workspaces")
+            return SkipReason("No workspaces")
+        context.log.info(f"Queueing daily sync jobs for {len(workspaces)} workspace(s)")
+        busy = {run.tags.get("dagster/partition") for run in context.instance.get_runs(RunsFilter(statuses=IN_FLIGHT))}
+        registered = set(context.instance.get_dynamic_partitions(workspace_partitions.name))
+        when = context.scheduled_execution_time
+        day = when.strftime("%Y-%m-%d") if when else f"manual-{uuid.uuid4().hex[:8]}"
+        requests = []
+        for workspace_id, connectors in workspaces.items():
+            if workspace_id in busy:
+                context.log.info(f"Skipping workspace {workspace_id}: a sync is already queued or running")
+                continue
+            if workspace_id not in registered:
+                # An unknown partition key would fail the whole tick; the registry sensor adds it soon.
+                context.log.info(f"Skipping workspace {workspace_id}: not registered as a partition yet")
+                continue
+            requests.append(
+                RunRequest(
+                    run_key=f"daily:{workspace_id}:{day}",
+                    partition_key=workspace_id,
+                    asset_selection=asset_selection(connectors),
+                    tags={
+                        "sync_type": "scheduled",
+                        "sync_id": str(uuid.uuid4()),
+                        "dagster/priority": SCHEDULED_PRIORITY,
+                    },
+                )
+            )
+        context.log.info(f"Daily sync jobs queued: {len(requests)}/{len(workspaces)} workspaces")
+        return requests
+
+    return daily_sync

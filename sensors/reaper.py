@@ -1,0 +1,62 @@
+"""Fails runs whose worker died: the default run launcher cannot see a crashed run process, so each
+sync holds a lease (sync_log.heartbeat_at, renewed by the sync loop) and this sensor reaps runs whose
+lease expired, freeing the workspace's queue slot."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from dagster import (
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    SensorEvaluationContext,
+    SkipReason,
+    sensor,
+)
+from sqlalchemy import select, update
+
+from resources import schema
+from resources.warehouse import WarehouseResource, utcnow
+
+LEASE_S = float(os.environ.get("SYNC_LEASE_SECONDS", "120"))
+ALIVE = {DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING}
+
+
+def lost_worker_message(run_id: str, silent_s: float) -> str:
+    return f"Sync worker lost: no heartbeat for {int(silent_s)}s (lease {int(LEASE_S)}s), run {run_id}"
+
+
+@sensor(
+    name="stale_run_reaper",
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=int(os.environ.get("SYNC_REAPER_INTERVAL_SECONDS", "15")),
+    description="Fails runs whose sync_log heartbeat is older than SYNC_LEASE_SECONDS (default 120 s).",
+)
+def stale_run_reaper(context: SensorEvaluationContext, warehouse: WarehouseResource):
+    log = schema.sync_log
+    now = utcnow()
+    cutoff = now - timedelta(seconds=LEASE_S)
+    with warehouse.engine.begin() as conn:
+        stale = conn.execute(
+            select(log.c.id, log.c.run_id, log.c.heartbeat_at).where(
+                log.c.status == "running", log.c.heartbeat_at < cutoff
+            )
+        ).all()
+        reaped_runs: set[str] = set()
+        for row_id, run_id, heartbeat_at in stale:
+            beat = heartbeat_at if heartbeat_at.tzinfo else heartbeat_at.replace(tzinfo=now.tzinfo)
+            message = lost_worker_message(run_id or "?", (now - beat).total_seconds())
+            conn.execute(
+                update(log)
+                .where(log.c.id == row_id, log.c.status == "running")
+                .values(status="failed", error=message, completed_at=now)
+            )
+            run = context.instance.get_run_by_id(run_id) if run_id else None
+            if run is not None and run.status in ALIVE and run_id not in reaped_runs:
+                context.instance.report_run_failed(run, message)
+                reaped_runs.add(run_id)
+            context.log.warning(message)
+    if not stale:
+        return SkipReason("no expired leases")
+    return SkipReason(f"reaped {len(stale)} sync(s) in {len(reaped_runs)} run(s)")

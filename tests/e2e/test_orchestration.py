@@ -1,0 +1,246 @@
+"""Orchestration on a real dagster-webserver + dagster-daemon (Postgres instance): the queue, the
+per-workspace limit, the daily schedule, timeouts, dead workers and warehouse connection loss."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from datetime import UTC, datetime
+
+import pytest
+import yaml
+from dagster import DagsterEventType, DagsterRunStatus, build_schedule_context
+from sqlalchemy import create_engine, text
+
+import definitions
+from resources.control_plane import upsert_connection, upsert_workspace
+from resources.db import get_engine
+from resources.settings import warehouse_url
+from tests.support import REPO, rows
+
+SIZES = {"hubspot": {"deals": 120, "contacts": 150, "companies": 60, "tasks": 80}}
+
+
+def register(stack, workspace: str, **config) -> None:
+    engine = get_engine(warehouse_url())
+    upsert_workspace(engine, workspace, workspace)
+    offered = stack.sandbox.connections()["hubspot"]
+    upsert_connection(engine, workspace, "hubspot", offered["credentials"], {**offered["config"], **config})
+    stack.instance.add_dynamic_partitions("workspace", [workspace])
+
+
+def wait_until(predicate, timeout_s: float = 60, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise TimeoutError(f"{what} not reached within {timeout_s}s")
+
+
+def interval(stack, run_id: str) -> tuple[float, float]:
+    record = stack.run_record(run_id)
+    return record.start_time, record.end_time
+
+
+def test_schedule_queues_one_run_per_idle_workspace_and_they_run_in_parallel(e2e, capfd):
+    stack = e2e
+    stack.sandbox.reset(sizes=SIZES)
+    stack.sandbox.faults("hubspot", latency_ms=250)
+    for ws in ("sched-a", "sched-b", "sched-c", "sched-busy"):
+        register(stack, ws)
+    busy_run = stack.launch("sync_hubspot", "sched-busy")
+    stack.wait_for_run(busy_run, {DagsterRunStatus.STARTED, DagsterRunStatus.STARTING})
+
+    schedule = definitions.defs.get_repository_def().get_schedule_def("daily_sync")
+    context = build_schedule_context(
+        instance=stack.instance,
+        scheduled_execution_time=datetime(2026, 11, 30, 2, 0, tzinfo=UTC),
+        repository_def=definitions.defs.get_repository_def(),
+        resources={"warehouse": definitions.defs.resources["warehouse"]},
+    )
+    started = time.monotonic()
+    capfd.readouterr()
+    result = schedule.evaluate_tick(context)
+    assert time.monotonic() - started < 5
+    logged = capfd.readouterr().err
+    requests = result.run_requests
+    assert sorted(r.partition_key for r in requests) == ["sched-a", "sched-b", "sched-c"]
+    assert all(r.tags["sync_type"] == "scheduled" for r in requests)
+    assert {tuple(k.path) for k in requests[0].asset_selection} == {
+        ("hubspot", "deals"),
+        ("hubspot", "contacts"),
+        ("hubspot", "accounts"),
+        ("hubspot", "tasks"),
+    }
+    assert "Queueing daily sync jobs for 4 workspace(s)" in logged
+    assert "Skipping workspace sched-busy: a sync is already queued or running" in logged
+    assert "Daily sync jobs queued: 3/4 workspaces" in logged
+
+    # Submit exactly what the daemon would, then let the daemon's queue run them.
+    run_ids = [
+        stack.launch(
+            "sync_workspace", r.partition_key, tags=dict(r.tags), assets=["/".join(k.path) for k in r.asset_selection]
+        )
+        for r in requests
+    ]
+    runs = [stack.wait_for_run(run_id, timeout_s=180) for run_id in run_ids]
+    assert [r.status for r in runs] == [DagsterRunStatus.SUCCESS] * 3
+    intervals = [interval(stack, run_id) for run_id in run_ids]
+    assert max(start for start, _ in intervals) < min(end for _, end in intervals), intervals
+    for ws in ("sched-a", "sched-b", "sched-c"):
+        assert rows("SELECT count(*) FROM deals WHERE workspace_id = :w", w=ws) == [(120,)]
+    stack.wait_for_run(busy_run, timeout_s=120)
+
+
+def test_no_workspaces_logs_no_workspaces(e2e, capfd):
+    schedule = definitions.defs.get_repository_def().get_schedule_def("daily_sync")
+    context = build_schedule_context(
+        instance=e2e.instance,
+        repository_def=definitions.defs.get_repository_def(),
+        resources={"warehouse": definitions.defs.resources["warehouse"]},
+    )
+    capfd.readouterr()
+    result = schedule.evaluate_tick(context)
+    assert not result.run_requests
+    assert result.skip_message == "No workspaces"
+    assert "INFO - No workspaces" in capfd.readouterr().err
+
+
+def test_one_active_run_per_workspace_while_other_workspaces_proceed(e2e):
+    stack = e2e
+    stack.sandbox.reset(sizes=SIZES)
+    stack.sandbox.faults("hubspot", latency_ms=300)
+    for ws in ("conc-a", "conc-b"):
+        register(stack, ws)
+    first = stack.launch("sync_hubspot", "conc-a")
+    second = stack.launch("sync_hubspot", "conc-a")
+    other = stack.launch("sync_hubspot", "conc-b")
+    stack.wait_for_run(first, {DagsterRunStatus.STARTED})
+    stack.wait_for_run(other, {DagsterRunStatus.STARTED, DagsterRunStatus.SUCCESS})
+    assert stack.instance.get_run_by_id(second).status == DagsterRunStatus.QUEUED
+    for run_id in (first, second, other):
+        assert stack.wait_for_run(run_id, timeout_s=180).status == DagsterRunStatus.SUCCESS
+    first_start, first_end = interval(stack, first)
+    second_start, _ = interval(stack, second)
+    other_start, _ = interval(stack, other)
+    assert second_start >= first_end
+    assert other_start < first_end
+
+
+def test_run_past_its_max_runtime_fails_with_the_limit_named(e2e):
+    stack = e2e
+    stack.sandbox.reset(sizes=SIZES)
+    stack.sandbox.faults("hubspot", latency_ms=1500)
+    register(stack, "timeout-ws")
+    run_id = stack.launch("sync_hubspot", "timeout-ws", tags={"dagster/max_runtime": "5"})
+    run = stack.wait_for_run(run_id, timeout_s=90)
+    assert run.status == DagsterRunStatus.FAILURE
+    start, end = interval(stack, run_id)
+    assert 5 <= end - start <= 20
+    error = wait_until(
+        lambda: rows("SELECT status, error FROM sync_log WHERE run_id = :r AND status <> 'running'", r=run_id),
+        30,
+        "sync_log row closed",
+    )
+    assert error == [("failed", f"Job {run_id} exceeded timeout of 5000ms")]
+    assert stack.instance.run_monitoring_max_runtime_seconds == 600  # the default without the tag
+
+
+def _run_worker_pids(stack, run_id: str) -> list[int]:
+    """The run worker announces its pid in the run's engine events."""
+    found = []
+    for event in stack.instance.all_logs(run_id):
+        match = re.search(r"Executing steps in process \(pid: (\d+)\)", event.user_message or "")
+        if match:
+            found.append(int(match.group(1)))
+    return found
+
+
+def test_killed_run_worker_is_reaped_and_the_workspace_syncs_again(e2e):
+    stack = e2e
+    stack.sandbox.reset(sizes=SIZES)
+    stack.sandbox.faults("hubspot", latency_ms=400)
+    register(stack, "dead-ws")
+    run_id = stack.launch("sync_hubspot", "dead-ws")
+    wait_until(lambda: rows("SELECT 1 FROM sync_log WHERE run_id = :r AND status = 'running'", r=run_id), 60)
+    pids = wait_until(lambda: _run_worker_pids(stack, run_id), 10, "run worker process")
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    # Dagster may notice the dead worker itself; either way the lease reaper closes the sync record.
+    run = stack.wait_for_run(run_id, timeout_s=60)
+    assert run.status == DagsterRunStatus.FAILURE
+    closed = wait_until(
+        lambda: rows("SELECT status, error FROM sync_log WHERE run_id = :r AND status <> 'running'", r=run_id),
+        60,
+        "sync_log row reaped",
+    )
+    assert time.monotonic() - killed_at < 40  # lease 12 s + reaper interval 5 s + slack
+    (status, error) = closed[0]
+    assert status == "failed" and error.startswith("Sync worker lost: no heartbeat for ")
+
+    stack.sandbox.clear_faults("hubspot")
+    again = stack.launch("sync_hubspot", "dead-ws")
+    assert stack.wait_for_run(again, timeout_s=120).status == DagsterRunStatus.SUCCESS
+    assert rows("SELECT count(*), count(DISTINCT source_id) FROM deals WHERE workspace_id = 'dead-ws'") == [(120, 120)]
+    assert rows("SELECT count(*) FROM contacts WHERE workspace_id = 'dead-ws'") == [(150,)]
+
+
+def test_lost_warehouse_connection_fails_the_step_which_is_retried_to_success(e2e, pg_url):
+    stack = e2e
+    stack.sandbox.reset(sizes=SIZES)
+    register(stack, "dbloss-ws")
+    database = pg_url.rsplit("/", 1)[1]
+    locker = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    lock_conn = locker.connect()
+    lock_conn.execute(text("BEGIN"))
+    lock_conn.execute(text("LOCK TABLE deals IN ACCESS EXCLUSIVE MODE"))
+    run_id = stack.launch("sync_hubspot", "dbloss-ws")
+
+    watcher = locker.connect()  # activity views are frozen inside a transaction: look from outside it
+
+    def blocked_backends():
+        query = text("SELECT pid FROM pg_stat_activity WHERE datname = :d AND wait_event_type = 'Lock'")
+        return watcher.execute(query, {"d": database}).scalars().all()
+
+    # The sync's first page waits inside its transaction: cut that connection, then let go of the lock.
+    for pid in wait_until(blocked_backends, 90, "the sync blocked on the lock"):
+        watcher.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+    watcher.close()
+    lock_conn.execute(text("COMMIT"))
+    lock_conn.close()
+    locker.dispose()
+
+    run = stack.wait_for_run(run_id, timeout_s=120)
+    assert run.status == DagsterRunStatus.SUCCESS
+    retried = [
+        e
+        for e in stack.instance.all_logs(run_id)
+        if e.dagster_event and e.dagster_event.event_type == DagsterEventType.STEP_UP_FOR_RETRY
+    ]
+    assert len(retried) == 1
+    log = rows("SELECT status FROM sync_log WHERE run_id = :r ORDER BY id", r=run_id)
+    assert log == [("failed",), ("completed",)]
+    assert rows("SELECT count(*), count(DISTINCT source_id) FROM deals WHERE workspace_id = 'dbloss-ws'") == [
+        (120, 120)
+    ]
+    assert rows("SELECT count(*) FROM tasks WHERE workspace_id = 'dbloss-ws'") == [(80,)]
+
+
+@pytest.mark.parametrize("path", ["dagster.yaml", "deploy/dagster.embedded.yaml"])
+def test_instance_configs_validate_against_dagsters_schema(path, tmp_path):
+    from dagster._config import validate_config
+    from dagster._core.instance.config import dagster_instance_config_schema
+
+    config = yaml.safe_load((REPO / path).read_text())
+    result = validate_config(dagster_instance_config_schema(), config)
+    assert result.success, [e.message for e in result.errors]
+    assert config["run_monitoring"]["max_runtime_seconds"] == 600
+    assert config["concurrency"]["runs"]["tag_concurrency_limits"] == [
+        {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+    ]
+    assert config["run_coordinator"]["config"]["dequeue_use_threads"] is True
