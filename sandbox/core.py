@@ -91,10 +91,17 @@ class Faults:
     next_429: int = 0
     next_5xx: int = 0
     revoke: bool = False
+    # Vendor-specific settings (a Vendor's ``extra_fault_keys``), interpreted by that vendor's routes.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def merge(self, patch: dict[str, Any]) -> None:
         for key, value in patch.items():
-            if key == "bad_records":
+            if key not in FAULT_KEYS:
+                if value is None:
+                    self.extra.pop(key, None)
+                else:
+                    self.extra[key] = value
+            elif key == "bad_records":
                 self.bad_records = {str(v) for v in value or []}
             elif key == "retry_after_s":
                 self.retry_after_s = None if value is None else float(value)
@@ -106,9 +113,9 @@ class Faults:
                 setattr(self, key, float(value or 0))
 
     def as_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
+        d = {k: v for k, v in self.__dict__.items() if k != "extra"}
         d["bad_records"] = sorted(self.bad_records)
-        return d
+        return {**d, **self.extra}
 
 
 class RequestLog:
@@ -222,6 +229,8 @@ class Vendor(ABC):
     name: ClassVar[str]
     default_sizes: ClassVar[dict[str, int]]
     default_limit: ClassVar[tuple[int | None, float]] = (None, 1.0)  # (requests, window seconds)
+    # Fault settings only this vendor understands (kept in ``faults.extra``), e.g. GraphQL-level errors.
+    extra_fault_keys: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self) -> None:
         self.faults = Faults()

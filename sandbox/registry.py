@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from .core import Vendor
+from .google_drive import GoogleDrive
 from .hubspot import HubSpot
+from .monday import Monday
 
 VENDOR_CLASSES: list[type[Vendor]] = [
     HubSpot,
+    Monday,
+    GoogleDrive,
 ]

@@ -1,7 +1,7 @@
 """Connector recipes and the machinery that turns them into assets."""
 
-from sync_assets import hubspot
+from sync_assets import google_drive, hubspot, monday
 from sync_assets.recipe import Connector
 
-CONNECTORS: tuple[Connector, ...] = (hubspot.CONNECTOR,)
+CONNECTORS: tuple[Connector, ...] = (hubspot.CONNECTOR, monday.CONNECTOR, google_drive.CONNECTOR)
 CONNECTORS_BY_NAME: dict[str, Connector] = {c.name: c for c in CONNECTORS}
