@@ -90,7 +90,7 @@ def control_router(vendors: dict[str, Vendor]) -> APIRouter:
         v = vendors[vendor]
         try:
             body = await _json(request)
-            unknown = set(body) - FAULT_KEYS - {"expire_tokens"}
+            unknown = set(body) - FAULT_KEYS - v.extra_fault_keys - {"expire_tokens"}
             if unknown:
                 raise InvalidRequest(f"unknown fault settings {sorted(unknown)}")
             if body.pop("expire_tokens", False):  # an action, not a setting: applies to tokens issued so far
@@ -105,6 +105,7 @@ def control_router(vendors: dict[str, Vendor]) -> APIRouter:
         if vendor not in vendors:
             return _err(404, f"unknown vendor {vendor!r}")
         vendors[vendor].faults.merge({k: None for k in FAULT_KEYS})
+        vendors[vendor].faults.extra.clear()
         return json_response(vendors[vendor].faults.as_dict())
 
     @r.get("/{vendor}/requests")

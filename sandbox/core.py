@@ -84,10 +84,14 @@ class Faults:
     next_429: int = 0
     next_5xx: int = 0
     revoke: bool = False
+    # Settings only one vendor understands (its ``extra_fault_keys``), e.g. "fail the next bulk job".
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def merge(self, patch: dict[str, Any]) -> None:
         for key, value in patch.items():
-            if key == "bad_records":
+            if key not in FAULT_KEYS:
+                self.extra[key] = value
+            elif key == "bad_records":
                 self.bad_records = {str(v) for v in value or []}
             elif key == "retry_after_s":
                 self.retry_after_s = None if value is None else float(value)
@@ -101,7 +105,7 @@ class Faults:
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["bad_records"] = sorted(self.bad_records)
-        return d
+        return {**d.pop("extra"), **d}
 
 
 class RequestLog:
@@ -215,6 +219,7 @@ class Vendor(ABC):
     name: ClassVar[str]
     default_sizes: ClassVar[dict[str, int]]
     default_limit: ClassVar[tuple[int | None, float]] = (None, 1.0)  # (requests, window seconds)
+    extra_fault_keys: ClassVar[frozenset[str]] = frozenset()  # vendor-specific fault settings
 
     def __init__(self) -> None:
         self.faults = Faults()
