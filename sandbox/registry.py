@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from .core import Vendor
 from .hubspot import HubSpot
+from .salesforce import Salesforce
 
 VENDOR_CLASSES: list[type[Vendor]] = [
     HubSpot,
+    Salesforce,
 ]
