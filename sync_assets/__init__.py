@@ -1,7 +1,7 @@
 """Connector recipes and the machinery that turns them into assets."""
 
-from sync_assets import hubspot
+from sync_assets import hubspot, salesforce
 from sync_assets.recipe import Connector
 
-CONNECTORS: tuple[Connector, ...] = (hubspot.CONNECTOR,)
+CONNECTORS: tuple[Connector, ...] = (hubspot.CONNECTOR, salesforce.CONNECTOR)
 CONNECTORS_BY_NAME: dict[str, Connector] = {c.name: c for c in CONNECTORS}
