@@ -171,7 +171,8 @@ def main() -> None:
           f"{'OK' if slowest >= THROUGHPUT_TARGET else 'MISSED'}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
+                    "load_average_1m_after": os.getloadavg()[0]},
         "rss_ratio": ratio, "rss_target": RSS_TARGET_RATIO, "throughput_target": THROUGHPUT_TARGET,
         "runs": results,
     }, indent=2) + "\n")
