@@ -6,9 +6,11 @@ from .core import Vendor
 from .google_drive import GoogleDrive
 from .hubspot import HubSpot
 from .monday import Monday
+from .salesforce import Salesforce
 
 VENDOR_CLASSES: list[type[Vendor]] = [
     HubSpot,
+    Salesforce,
     Monday,
     GoogleDrive,
 ]
