@@ -1,0 +1,212 @@
+"""Orchestration figures on a real Postgres instance and a real dagster-daemon.
+
+1. Schedule tick: evaluation time of the daily schedule with 1,000 and 10,000 registered workspaces
+   (target < 5 s at 10,000, the seed's bound).
+2. Pickup: 20 runs for 20 workspaces submitted at once; QUEUED->STARTING and QUEUED->STARTED,
+   p50/p95 (target QUEUED->STARTING p95 < 2 s).
+3. Parallelism: wall time for 1, 5 and 20 workspaces each syncing a small HubSpot dataset; speed-up
+   against running them one after another.
+
+Run: .venv/bin/python bench/orchestration.py [--sizes 1000,10000] [--parallel 1,5,20]
+Writes bench/results/orchestration.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from dagster import DagsterEventType, DagsterRunStatus, build_schedule_context  # noqa: E402
+from sqlalchemy import create_engine, insert, text  # noqa: E402
+
+ADMIN = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+WAREHOUSE_DB = "bench_orchestration"
+
+
+def fresh_warehouse() -> str:
+    from resources.secrets import generate_key
+    from tests.conftest import migrate
+
+    admin = create_engine(ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{WAREHOUSE_DB}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{WAREHOUSE_DB}"'))
+    admin.dispose()
+    url = ADMIN.rsplit("/", 1)[0] + f"/{WAREHOUSE_DB}"
+    migrate(url)
+    os.environ["WAREHOUSE_URL"] = url
+    os.environ.setdefault("SYNC_SECRET_KEY", generate_key())
+    return url
+
+
+def seed_workspaces(url: str, count: int, sandbox_connection: dict) -> list[str]:
+    from resources import schema
+    from resources.secrets import encrypt_json
+
+    engine = create_engine(url)
+    ids = [f"bench-{i:05d}" for i in range(count)]
+    credentials = encrypt_json(sandbox_connection["credentials"])
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE workspaces, connections CASCADE"))
+        conn.execute(insert(schema.workspaces), [{"id": i, "name": i} for i in ids])
+        conn.execute(
+            insert(schema.connections),
+            [
+                {
+                    "workspace_id": i,
+                    "connector_name": "hubspot",
+                    "credentials": credentials,
+                    "config": sandbox_connection["config"],
+                }
+                for i in ids
+            ],
+        )
+    engine.dispose()
+    return ids
+
+
+def schedule_tick(stack, url: str, sizes: list[int]) -> dict:
+    import definitions
+
+    repo = definitions.defs.get_repository_def()
+    schedule = repo.get_schedule_def("daily_sync")
+    instance = stack.instance
+    results = {}
+    connection = stack.sandbox.connections()["hubspot"]
+    for size in sizes:
+        ids = seed_workspaces(url, size, connection)
+        known = set(instance.get_dynamic_partitions("workspace"))
+        missing = [i for i in ids if i not in known]
+        for start in range(0, len(missing), 5000):
+            instance.add_dynamic_partitions("workspace", missing[start : start + 5000])
+        timings = []
+        for _ in range(3):
+            context = build_schedule_context(
+                instance=instance,
+                repository_def=repo,
+                resources={"warehouse": definitions.defs.resources["warehouse"]},
+                scheduled_execution_time=datetime(2026, 12, 1, 2, tzinfo=UTC),
+            )
+            began = time.perf_counter()
+            result = schedule.evaluate_tick(context)
+            timings.append(time.perf_counter() - began)
+            assert len(result.run_requests) == size
+        results[size] = {"median_s": statistics.median(timings), "runs": timings}
+        print(f"schedule tick, {size:>6} workspaces: {statistics.median(timings):.2f} s (median of 3)", flush=True)
+    return results
+
+
+def event_time(instance, run_id: str, event_type: DagsterEventType) -> float | None:
+    for event in instance.all_logs(run_id, of_type=event_type):
+        return event.timestamp
+    return None
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def submit_all(stack, workspaces: list[str]) -> list[str]:
+    with ThreadPoolExecutor(len(workspaces)) as pool:
+        return list(pool.map(lambda ws: stack.launch("sync_hubspot", ws), workspaces))
+
+
+def pickup(stack, url: str, count: int) -> dict:
+    connection = stack.sandbox.connections()["hubspot"]
+    workspaces = seed_workspaces(url, count, connection)
+    stack.instance.add_dynamic_partitions("workspace", workspaces)
+    run_ids = submit_all(stack, workspaces)
+    for run_id in run_ids:
+        stack.wait_for_run(run_id, timeout_s=600)
+    instance = stack.instance
+    to_starting, to_started = [], []
+    for run_id in run_ids:
+        queued = event_time(instance, run_id, DagsterEventType.RUN_ENQUEUED)
+        starting = event_time(instance, run_id, DagsterEventType.RUN_STARTING)
+        started = event_time(instance, run_id, DagsterEventType.RUN_START)
+        to_starting.append(starting - queued)
+        to_started.append(started - queued)
+    figures = {
+        "queued_to_starting_p50_s": percentile(to_starting, 0.5),
+        "queued_to_starting_p95_s": percentile(to_starting, 0.95),
+        "queued_to_started_p50_s": percentile(to_started, 0.5),
+        "queued_to_started_p95_s": percentile(to_started, 0.95),
+    }
+    print(
+        f"pickup of {count} runs: QUEUED->STARTING p50 {figures['queued_to_starting_p50_s']:.2f} s, "
+        f"p95 {figures['queued_to_starting_p95_s']:.2f} s; QUEUED->STARTED p50 "
+        f"{figures['queued_to_started_p50_s']:.2f} s, p95 {figures['queued_to_started_p95_s']:.2f} s",
+        flush=True,
+    )
+    return figures
+
+
+def parallelism(stack, url: str, counts: list[int]) -> dict:
+    connection = stack.sandbox.connections()["hubspot"]
+    results = {}
+    for count in counts:
+        workspaces = seed_workspaces(url, count, connection)
+        stack.instance.add_dynamic_partitions("workspace", workspaces)
+        began = time.perf_counter()
+        run_ids = submit_all(stack, workspaces)
+        runs = [stack.wait_for_run(r, timeout_s=900) for r in run_ids]
+        wall = time.perf_counter() - began
+        assert all(r.status == DagsterRunStatus.SUCCESS for r in runs)
+        results[count] = {"wall_s": wall}
+        print(f"parallelism: {count:>2} workspace(s) in {wall:.1f} s", flush=True)
+    base = results[counts[0]]["wall_s"] / counts[0]
+    for count in counts:
+        results[count]["speedup_vs_serial"] = base * count / results[count]["wall_s"]
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--pickup", type=int, default=20)
+    parser.add_argument("--parallel", default="1,5,20")
+    args = parser.parse_args()
+    from tests.stack import start_stack, stop_stack
+
+    url = fresh_warehouse()
+    stack = start_stack(url, with_api=False)
+    try:
+        stack.sandbox.reset(sizes={"hubspot": {"deals": 50, "contacts": 50, "companies": 20, "tasks": 20}})
+        report = {
+            "date": datetime.now(UTC).isoformat(),
+            "cpus": os.cpu_count(),
+            "schedule_tick": schedule_tick(stack, url, [int(s) for s in args.sizes.split(",")]),
+            "pickup": pickup(stack, url, args.pickup),
+            "parallelism": parallelism(stack, url, [int(s) for s in args.parallel.split(",")]),
+        }
+    finally:
+        stop_stack(stack)
+    tick = report["schedule_tick"]
+    biggest = max(tick)
+    print("\nfigure                              value      target     ratio")
+    print(
+        f"schedule tick @ {biggest:<6}              {tick[biggest]['median_s']:>6.2f} s   < 5 s      "
+        f"{tick[biggest]['median_s'] / 5:.2f}"
+    )
+    p95 = report["pickup"]["queued_to_starting_p95_s"]
+    print(f"pickup QUEUED->STARTING p95          {p95:>6.2f} s   < 2 s      {p95 / 2:.2f}")
+    for count, figures in report["parallelism"].items():
+        print(f"parallel {count:>2} workspaces speed-up      {figures['speedup_vs_serial']:>6.2f}x")
+    out = REPO / "bench" / "results" / "orchestration.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
