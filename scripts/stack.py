@@ -180,16 +180,28 @@ def down() -> None:
     if not pids.exists():
         print("nothing to stop")
         return
-    for line in pids.read_text().split("\n"):
-        if not line.strip():
-            continue
-        name, pid = line.split()
+    started = [line.split() for line in pids.read_text().splitlines() if line.strip()]
+    for name, pid in started:
         try:
             os.killpg(int(pid), signal.SIGTERM)
-            print(f"stopped {name} ({pid})")
         except ProcessLookupError:
             print(f"{name} ({pid}) was not running")
+    deadline = time.monotonic() + 20
+    for name, pid in started:
+        while _alive(int(pid)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(int(pid)):
+            os.killpg(int(pid), signal.SIGKILL)
+        print(f"stopped {name} ({pid})")
     pids.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def dev() -> None:
