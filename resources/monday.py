@@ -33,8 +33,7 @@ ACCOUNT_TZ_SLACK = timedelta(hours=12)
 # A restart re-reads from the account-local day of (last update - 12 h): at most ~50 h back (UTC+14).
 REREAD_SPAN = timedelta(days=3)
 ITEM_FIELDS = (
-    "id name created_at updated_at state group { id title } board { id name } "
-    "column_values { id type text value }"
+    "id name created_at updated_at state group { id title } board { id name } column_values { id type text value }"
 )
 BOARDS_QUERY = "query ($limit: Int!, $page: Int!) { boards(limit: $limit, page: $page) { id name } }"
 FIRST_PAGE_QUERY = (
@@ -55,8 +54,13 @@ def _normalise(code: str) -> str:
 THROTTLE_CODES = {
     _normalise(c)
     for c in (
-        "COMPLEXITY_BUDGET_EXHAUSTED", "ComplexityException", "RATE_LIMIT_EXCEEDED", "IP_RATE_LIMIT_EXCEEDED",
-        "FIELD_LIMIT_EXCEEDED", "maxConcurrencyExceeded", "CONCURRENCY_LIMIT_EXCEEDED",
+        "COMPLEXITY_BUDGET_EXHAUSTED",
+        "ComplexityException",
+        "RATE_LIMIT_EXCEEDED",
+        "IP_RATE_LIMIT_EXCEEDED",
+        "FIELD_LIMIT_EXCEEDED",
+        "maxConcurrencyExceeded",
+        "CONCURRENCY_LIMIT_EXCEEDED",
     )
 }
 CURSOR_EXPIRED_CODES = {_normalise(c) for c in ("CursorExpiredError", "CURSOR_EXPIRED")}

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
-# A little headroom so clock jitter between the caller and the vendor never shows as a burst.
-SPACING_MARGIN = 1.01
+# Headroom so scheduling jitter (a late wake-up followed by a punctual one) never shows the vendor a burst.
+SPACING_MARGIN = 1.03
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ _PG_RESERVE = text(
     VALUES (:key, extract(epoch FROM clock_timestamp()) + :interval)
     ON CONFLICT (key) DO UPDATE
         SET next_free_at = GREATEST(s.next_free_at, extract(epoch FROM clock_timestamp())) + :interval
-    RETURNING next_free_at - :interval - extract(epoch FROM clock_timestamp())
+    RETURNING next_free_at - :interval, extract(epoch FROM clock_timestamp())
     """
 )
 
@@ -68,9 +68,15 @@ _SQLITE_RESERVE = text(
     """
     INSERT INTO rate_limit_slots AS s (key, next_free_at) VALUES (:key, :now + :interval)
     ON CONFLICT (key) DO UPDATE SET next_free_at = max(s.next_free_at, :now) + :interval
-    RETURNING next_free_at - :interval - :now
+    RETURNING next_free_at - :interval, :now
     """
 )
+
+
+@dataclass(frozen=True)
+class Reservation:
+    slot_at: float  # epoch seconds (the store's clock) at which this call may start
+    wait_s: float  # how long the caller must sleep for it
 
 
 class SlotStore:
@@ -81,21 +87,22 @@ class SlotStore:
         self._lock = threading.Lock()
         self._local: dict[str, float] = {}
 
-    def reserve(self, key: str, interval_s: float) -> float:
-        """Reserve the credential's next slot; return how long the caller must wait for it (s)."""
+    def reserve(self, key: str, interval_s: float) -> Reservation:
+        """Reserve the credential's next slot, atomically."""
         if self._engine is None:
             with self._lock:
                 now = time.time()
                 slot = max(self._local.get(key, 0.0), now)
                 self._local[key] = slot + interval_s
-                return slot - now
+                return Reservation(slot, slot - now)
         params = {"key": key, "interval": interval_s}
         if self._engine.dialect.name == "postgresql":
             statement = _PG_RESERVE
         else:
             statement, params["now"] = _SQLITE_RESERVE, time.time()
         with self._engine.begin() as conn:
-            return float(conn.execute(statement, params).scalar_one())
+            slot, now = conn.execute(statement, params).one()
+        return Reservation(float(slot), float(slot) - float(now))
 
 
 class CredentialLimiter:
@@ -117,7 +124,7 @@ class CredentialLimiter:
     def acquire(self) -> float:
         if self._limit is None:
             return 0.0
-        wait = self._store.reserve(self._key, self._limit.interval_s)
+        wait = self._store.reserve(self._key, self._limit.interval_s).wait_s
         if wait > 0:
             self._sleep(wait)
         return max(wait, 0.0)

@@ -126,7 +126,7 @@ class SalesforceClient(VendorClient):
         path = urlsplit(response.url).path
         base_path = urlsplit(self.base_url).path
         if base_path and path.startswith(base_path + "/services/"):
-            path = path[len(base_path):]
+            path = path[len(base_path) :]
         return f"HTTP {response.status_code} {code} on {response.request.method} {path}: {message}"
 
     # --- reads ----------------------------------------------------------------------------------
@@ -172,8 +172,13 @@ class SalesforceClient(VendorClient):
         job = self.request(
             "POST",
             f"{self.data_path}/jobs/query",
-            json={"operation": "query", "query": soql, "contentType": "CSV", "columnDelimiter": "COMMA",
-                  "lineEnding": "LF"},
+            json={
+                "operation": "query",
+                "query": soql,
+                "contentType": "CSV",
+                "columnDelimiter": "COMMA",
+                "lineEnding": "LF",
+            },
         ).json()
         job_id = str(job["id"])
         self.log.info(f"[{self.vendor} Client] Bulk API 2.0 query job {job_id} created for {sobject}")
@@ -211,12 +216,16 @@ class SalesforceClient(VendorClient):
                 return info
             if state in ("Failed", "Aborted"):
                 reason = info.get("errorMessage") or "no error message"
-                raise VendorError(self.vendor, f"Bulk API 2.0 query job {job_id} ({sobject}) ended {state}: {reason}",
-                                  code=state)
+                raise VendorError(
+                    self.vendor, f"Bulk API 2.0 query job {job_id} ({sobject}) ended {state}: {reason}", code=state
+                )
             if time.monotonic() + delay > deadline:
                 self.request("PATCH", f"{self.data_path}/jobs/query/{job_id}", json={"state": "Aborted"})
-                raise VendorError(self.vendor, f"Bulk API 2.0 query job {job_id} ({sobject}) still {state} after "
-                                  f"{self.settings.bulk_timeout_s:g}s; aborted it")
+                raise VendorError(
+                    self.vendor,
+                    f"Bulk API 2.0 query job {job_id} ({sobject}) still {state} after "
+                    f"{self.settings.bulk_timeout_s:g}s; aborted it",
+                )
             time.sleep(delay)
             delay = min(delay * 2, self.settings.bulk_poll_max_interval_s)
 
@@ -271,12 +280,15 @@ class SalesforceResource(VendorResource):
     default_rate_limit: ClassVar[tuple[int, float]] = (100_000, 86_400.0)
 
     api_version: str = Field(default=SalesforceSettings.api_version, description="REST API version, e.g. 62.0.")
-    bulk_threshold: int = Field(default=SalesforceSettings.bulk_threshold,
-                                description="Above this many records a read uses Bulk API 2.0.")
-    bulk_max_records: int = Field(default=SalesforceSettings.bulk_max_records,
-                                  description="maxRecords per Bulk results request.")
-    bulk_page_size: int = Field(default=SalesforceSettings.bulk_page_size,
-                                description="Bulk rows per page committed by the sync loop.")
+    bulk_threshold: int = Field(
+        default=SalesforceSettings.bulk_threshold, description="Above this many records a read uses Bulk API 2.0."
+    )
+    bulk_max_records: int = Field(
+        default=SalesforceSettings.bulk_max_records, description="maxRecords per Bulk results request."
+    )
+    bulk_page_size: int = Field(
+        default=SalesforceSettings.bulk_page_size, description="Bulk rows per page committed by the sync loop."
+    )
     bulk_poll_interval_s: float = Field(default=SalesforceSettings.bulk_poll_interval_s)
     bulk_poll_max_interval_s: float = Field(default=SalesforceSettings.bulk_poll_max_interval_s)
     bulk_timeout_s: float = Field(default=SalesforceSettings.bulk_timeout_s)
@@ -291,8 +303,10 @@ class SalesforceResource(VendorResource):
     def client_for(self, connection: Connection, log: Any = None) -> SalesforceClient:
         creds = connection.credentials
         if not (creds.get("refresh_token") or (creds.get("access_token") and creds.get("instance_url"))):
-            raise VendorError("Salesforce", "credentials need an OAuth refresh_token (with client_id) or an "
-                              "access_token with its instance_url")
+            raise VendorError(
+                "Salesforce",
+                "credentials need an OAuth refresh_token (with client_id) or an access_token with its instance_url",
+            )
         identity = f"{creds.get('client_id')}:{creds.get('refresh_token') or creds.get('access_token')}"
         return SalesforceClient(
             credentials=creds,

@@ -167,8 +167,9 @@ def test_sandbox_serves_every_modified_time_operator_and_trashed(drive_ws, sandb
     untrashed = listed("trashed = false")
     assert len(untrashed) == 135 and len(listed("trashed = true")) == 15 and len(listed("")) == 150
     pivot_file = client.request(
-        "GET", "/drive/v3/files", params={"q": "trashed = false", "orderBy": "modifiedTime", "pageSize": 11,
-                                          "fields": "files(modifiedTime)"}
+        "GET",
+        "/drive/v3/files",
+        params={"q": "trashed = false", "orderBy": "modifiedTime", "pageSize": 11, "fields": "files(modifiedTime)"},
     ).json()["files"][10]
     pivot = pivot_file["modifiedTime"]
     expected = {">": untrashed[11:], ">=": untrashed[10:], "<": untrashed[:10], "<=": untrashed[:11]}

@@ -436,6 +436,17 @@ def test_failed_batch_raises_sqlalchemy_error_and_connection_recovers(
     assert sorted(fetch(engine)) == ["GOOD"]
 
 
+def test_failed_batch_in_a_savepoint_keeps_the_transaction(engine: sa.Engine) -> None:
+    """The sync loop may isolate a failing page in a savepoint, then retry it without the bad record."""
+    good, bad = deal("SP1"), deal("SP2", workspace_id=None)
+    with engine.connect() as conn, conn.begin():
+        upsert_rows(conn, deals, [deal("SP0")])
+        with pytest.raises(sa.exc.DBAPIError), conn.begin_nested():
+            upsert_rows(conn, deals, [good, bad])
+        assert upsert_rows(conn, deals, [good]) == 1
+    assert sorted(fetch(engine)) == ["SP0", "SP1"]
+
+
 # --- input validation and dispatch ---------------------------------------------------------------
 
 

@@ -192,8 +192,13 @@ def test_expired_cursor_restarts_the_board_from_its_progress_without_duplicates(
     assert run_sync(instance, MONDAY, WS).success
     calls = graphql_calls(sandbox)
     assert [root_field(r) for r in calls] == [
-        "boards", "items_page", "next_items_page", "items_page", "next_items_page",
-        "items_page", "next_items_page",
+        "boards",
+        "items_page",
+        "next_items_page",
+        "items_page",
+        "next_items_page",
+        "items_page",
+        "next_items_page",
     ]
     assert "CursorExpiredError" not in json.dumps(calls[1]["body"])
     restart = calls[3]["body"]["variables"]

@@ -53,10 +53,12 @@ def test_full_then_incremental_uses_an_unquoted_systemmodstamp_watermark(warehou
     setup(warehouse, instance, sandbox, {"Opportunity": 120, "Contact": 150, "Account": 60, "Task": 80})
     first = run_sync(instance, SALESFORCE, WS)
     assert first.success
-    counts = dict(rows(
-        "SELECT 'deals', count(*) FROM deals UNION ALL SELECT 'contacts', count(*) FROM contacts "
-        "UNION ALL SELECT 'accounts', count(*) FROM accounts UNION ALL SELECT 'tasks', count(*) FROM tasks"
-    ))
+    counts = dict(
+        rows(
+            "SELECT 'deals', count(*) FROM deals UNION ALL SELECT 'contacts', count(*) FROM contacts "
+            "UNION ALL SELECT 'accounts', count(*) FROM accounts UNION ALL SELECT 'tasks', count(*) FROM tasks"
+        )
+    )
     assert counts == {"deals": 120, "contacts": 150, "accounts": 60, "tasks": 80}
     deals_meta = metadata(instance, "deals")
     assert (deals_meta["mode"], deals_meta["records_synced"], deals_meta["records_failed"]) == ("full", 120, 0)
@@ -119,8 +121,13 @@ def test_more_than_10000_records_are_read_through_bulk_api_2(warehouse, instance
         ("GET", f"/jobs/query/{job_id}/results", {"maxRecords": "5000", "locator": "NTAwMA"}, 200),
         ("GET", f"/jobs/query/{job_id}/results", {"maxRecords": "5000", "locator": "MTAwMDA"}, 200),
     ]
-    assert log[2]["body"] == {"operation": "query", "query": ACCOUNT_SELECT, "contentType": "CSV",
-                           "columnDelimiter": "COMMA", "lineEnding": "LF"}
+    assert log[2]["body"] == {
+        "operation": "query",
+        "query": ACCOUNT_SELECT,
+        "contentType": "CSV",
+        "columnDelimiter": "COMMA",
+        "lineEnding": "LF",
+    }
     assert rows("SELECT count(*), count(DISTINCT source_id) FROM accounts") == [(12_000, 12_000)]
     meta = metadata(instance, "accounts")
     assert (meta["records_synced"], meta["records_failed"], meta["mode"]) == (12_000, 0, "full")
@@ -187,11 +194,13 @@ def test_persistent_request_limit_fails_with_salesforces_error(warehouse, instan
     setup(warehouse, instance, sandbox, {}, retry={"backoff_base_s": 0.05, "max_retries": 1})
     sandbox.faults("salesforce", rate_429=1.0)
     assert not run_sync(instance, SALESFORCE, WS, selection=["salesforce/deals"]).success
-    assert rows("SELECT status, error FROM sync_log") == [(
-        "failed",
-        "[Salesforce] Rate limited (403) on GET /services/data/v62.0/query; gave up after 1 retries: "
-        "HTTP 403 REQUEST_LIMIT_EXCEEDED on GET /services/data/v62.0/query: TotalRequests Limit exceeded.",
-    )]
+    assert rows("SELECT status, error FROM sync_log") == [
+        (
+            "failed",
+            "[Salesforce] Rate limited (403) on GET /services/data/v62.0/query; gave up after 1 retries: "
+            "HTTP 403 REQUEST_LIMIT_EXCEEDED on GET /services/data/v62.0/query: TotalRequests Limit exceeded.",
+        )
+    ]
 
 
 def test_failed_bulk_job_fails_the_sync_naming_the_job(warehouse, instance, sandbox):
@@ -202,11 +211,13 @@ def test_failed_bulk_job_fails_the_sync_naming_the_job(warehouse, instance, sand
     polls = [r["path"] for r in sandbox.requests("salesforce") if "/jobs/query/" in r["path"]]
     job_id = polls[0].rsplit("/", 1)[1]
     assert polls == [f"{API}/jobs/query/{job_id}"] * 2  # InProgress, then Failed; results never read
-    assert rows("SELECT status, error FROM sync_log") == [(
-        "failed",
-        f"[Salesforce] Bulk API 2.0 query job {job_id} (Account) ended Failed: "
-        "Failed to process query: FUNCTIONALITY_TEMPORARILY_UNAVAILABLE",
-    )]
+    assert rows("SELECT status, error FROM sync_log") == [
+        (
+            "failed",
+            f"[Salesforce] Bulk API 2.0 query job {job_id} (Account) ended Failed: "
+            "Failed to process query: FUNCTIONALITY_TEMPORARILY_UNAVAILABLE",
+        )
+    ]
     assert rows("SELECT count(*) FROM accounts") == [(0,)]
 
 
@@ -221,7 +232,7 @@ def test_bad_record_is_captured_per_record(warehouse, instance, sandbox, path):
     used_bulk = any("/jobs/query" in r["path"] for r in sandbox.requests("salesforce"))
     assert used_bulk == (path == "bulk")
     assert rows("SELECT count(*) FROM accounts") == [(59,)]
-    error = (f"Account: source_updated_at: Value error, Invalid isoformat string: 'not-a-date' ({bad_id})")
+    error = f"Account: source_updated_at: Value error, Invalid isoformat string: 'not-a-date' ({bad_id})"
     assert rows("SELECT status, records_failed, errors FROM sync_log") == [("completed_with_errors", 1, [error])]
     ((entity, source_id, dead_error, payload),) = rows("SELECT entity, source_id, error, payload FROM sync_errors")
     assert (entity, source_id, dead_error) == ("accounts", bad_id, error)
