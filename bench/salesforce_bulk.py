@@ -53,11 +53,15 @@ def child(workspace: str) -> None:
     profile = os.environ.get("BENCH_PROFILE")
     if profile:
         import cProfile
+
         profiler = cProfile.Profile()
         profiler.enable()
     started = time.perf_counter()
     result = materialize(
-        [assets], instance=instance, partition_key=workspace, selection=["salesforce/accounts"],
+        [assets],
+        instance=instance,
+        partition_key=workspace,
+        selection=["salesforce/accounts"],
         resources={"warehouse": WarehouseResource(), connector.resource_key: connector.resource},
     )
     seconds = time.perf_counter() - started
@@ -68,11 +72,19 @@ def child(workspace: str) -> None:
         AssetRecordsFilter(asset_key=AssetKey(["salesforce", "accounts"]), asset_partitions=[workspace]), limit=1
     ).records[0]
     meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
-    print(json.dumps({
-        "success": result.success, "seconds": seconds, "records_synced": meta["records_synced"],
-        "sync_ms": meta["duration_ms"], "api_calls": meta["api_calls"], "pages": meta["pages"],
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }))
+    print(
+        json.dumps(
+            {
+                "success": result.success,
+                "seconds": seconds,
+                "records_synced": meta["records_synced"],
+                "sync_ms": meta["duration_ms"],
+                "api_calls": meta["api_calls"],
+                "pages": meta["pages"],
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def recreate_database() -> str:
@@ -92,8 +104,9 @@ def recreate_database() -> str:
 
 
 def start_sandbox() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("sandbox listening on "):
@@ -106,26 +119,31 @@ def prepare(url: str, sandbox: str, size: int) -> None:
     from resources.control_plane import upsert_connection, upsert_workspace
     from resources.schema import metadata
 
-    body = {"sizes": {"salesforce": {"Account": size, "Opportunity": 0, "Contact": 0, "Task": 0}},
-            "enforce_limits": False}
+    body = {
+        "sizes": {"salesforce": {"Account": size, "Opportunity": 0, "Contact": 0, "Task": 0}},
+        "enforce_limits": False,
+    }
     requests.post(f"{sandbox}/_sandbox/reset", json=body, timeout=60).raise_for_status()
-    requests.post(f"{sandbox}/_sandbox/salesforce/faults", json={"bulk_polls_in_progress": 0},
-                  timeout=10).raise_for_status()
+    requests.post(
+        f"{sandbox}/_sandbox/salesforce/faults", json={"bulk_polls_in_progress": 0}, timeout=10
+    ).raise_for_status()
     offered = requests.get(f"{sandbox}/_sandbox/connections", timeout=10).json()["salesforce"]
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"TRUNCATE {', '.join(t.name for t in reversed(metadata.sorted_tables))} CASCADE")
     upsert_workspace(engine, WORKSPACE, "Bench")
-    upsert_connection(engine, WORKSPACE, "salesforce", offered["credentials"],
-                      {**offered["config"], "rate_limit": False})
+    upsert_connection(
+        engine, WORKSPACE, "salesforce", offered["credentials"], {**offered["config"], "rate_limit": False}
+    )
     engine.dispose()
 
 
 def run_one(url: str, sandbox: str, size: int) -> dict[str, Any]:
     prepare(url, sandbox, size)
     env = {**os.environ, "WAREHOUSE_URL": url, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, __file__, "--child", WORKSPACE], cwd=ROOT, env=env, check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", WORKSPACE], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
     report = json.loads(out.stdout.strip().splitlines()[-1])
     if not report["success"] or report["records_synced"] != size:
         raise RuntimeError(f"sync of {size} accounts did not complete: {report}\n{out.stderr[-3000:]}")
@@ -161,21 +179,39 @@ def main() -> None:
         proc.wait(10)
     print(f"{'accounts':>10} {'end-to-end s':>13} {'records/s':>10} {'sync-loop rec/s':>16} {'peak RSS MB':>12}")
     for r in results:
-        print(f"{r['size']:>10,} {r['seconds']:>13.2f} {r['records_per_s']:>10,.0f} "
-              f"{r['sync_records_per_s']:>16,.0f} {r['peak_rss_mb']:>12.1f}")
+        print(
+            f"{r['size']:>10,} {r['seconds']:>13.2f} {r['records_per_s']:>10,.0f} "
+            f"{r['sync_records_per_s']:>16,.0f} {r['peak_rss_mb']:>12.1f}"
+        )
     ratio = results[-1]["peak_rss_mb"] / results[0]["peak_rss_mb"]
     slowest = min(r["records_per_s"] for r in results)
-    print(f"peak RSS ratio {results[-1]['size']:,} / {results[0]['size']:,}: {ratio:.2f} "
-          f"(target <= {RSS_TARGET_RATIO}) {'OK' if ratio <= RSS_TARGET_RATIO else 'MISSED'}")
-    print(f"slowest end-to-end rate: {slowest:,.0f} records/s (target >= {THROUGHPUT_TARGET:,}) "
-          f"{'OK' if slowest >= THROUGHPUT_TARGET else 'MISSED'}")
+    print(
+        f"peak RSS ratio {results[-1]['size']:,} / {results[0]['size']:,}: {ratio:.2f} "
+        f"(target <= {RSS_TARGET_RATIO}) {'OK' if ratio <= RSS_TARGET_RATIO else 'MISSED'}"
+    )
+    print(
+        f"slowest end-to-end rate: {slowest:,.0f} records/s (target >= {THROUGHPUT_TARGET:,}) "
+        f"{'OK' if slowest >= THROUGHPUT_TARGET else 'MISSED'}"
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                    "load_average_1m_after": os.getloadavg()[0]},
-        "rss_ratio": ratio, "rss_target": RSS_TARGET_RATIO, "throughput_target": THROUGHPUT_TARGET,
-        "runs": results,
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "load_average_1m_after": os.getloadavg()[0],
+                },
+                "rss_ratio": ratio,
+                "rss_target": RSS_TARGET_RATIO,
+                "throughput_target": THROUGHPUT_TARGET,
+                "runs": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {RESULTS.relative_to(ROOT)}")
 
 

@@ -68,7 +68,7 @@ def test_schedule_queues_one_run_per_idle_workspace_and_they_run_in_parallel(e2e
     assert time.monotonic() - started < 5
     logged = capfd.readouterr().err
     requests = result.run_requests
-    assert sorted(r.partition_key for r in requests) == ["sched-a", "sched-b", "sched-c"]
+    assert sorted(r.tags["dagster/partition"] for r in requests) == ["sched-a", "sched-b", "sched-c"]
     assert all(r.tags["sync_type"] == "scheduled" for r in requests)
     assert {tuple(k.path) for k in requests[0].asset_selection} == {
         ("hubspot", "deals"),
@@ -83,7 +83,10 @@ def test_schedule_queues_one_run_per_idle_workspace_and_they_run_in_parallel(e2e
     # Submit exactly what the daemon would, then let the daemon's queue run them.
     run_ids = [
         stack.launch(
-            "sync_workspace", r.partition_key, tags=dict(r.tags), assets=["/".join(k.path) for k in r.asset_selection]
+            "sync_workspace",
+            r.tags["dagster/partition"],
+            tags=dict(r.tags),
+            assets=["/".join(k.path) for k in r.asset_selection],
         )
         for r in requests
     ]
