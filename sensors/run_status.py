@@ -114,9 +114,12 @@ def root_cause(error: SerializableErrorInfo) -> SerializableErrorInfo:
 
 
 def error_text(error: SerializableErrorInfo) -> str:
+    """The exception's own message, without the "module.Class: " prefix Dagster serializes it with."""
     message = error.message.strip()
-    prefix = f"{error.cls_name}: "
-    return message[len(prefix) :] if error.cls_name and message.startswith(prefix) else message
+    head, sep, rest = message.partition(": ")
+    if sep and error.cls_name and (head == error.cls_name or head.endswith(f".{error.cls_name}")):
+        return rest.strip()
+    return message
 
 
 def failure_reason(run: DagsterRun, message: str) -> str:

@@ -75,10 +75,11 @@ def post(dest: Destination, body: str, headers: dict[str, str], timeout_s: float
 
 
 def describe_http_error(exc: Exception, timeout_s: float) -> str:
+    # Checked first: urllib3 makes NewConnectionError a subclass of its timeout errors.
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return f"connection failed: {exc.__cause__}" if exc.__cause__ else "connection failed"
     if isinstance(exc, urllib3.exceptions.TimeoutError):
         return f"timed out after {timeout_s:g} s"
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):
-        return f"connection failed: {exc.__cause__ or exc}" if exc.__cause__ else "connection failed"
     if isinstance(exc, urllib3.exceptions.SSLError):
         return f"TLS error: {exc}"
     return f"{type(exc).__name__}: {exc}"

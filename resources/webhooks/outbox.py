@@ -87,8 +87,13 @@ def enqueue(
             conn.execute(insert(deliveries).values(**values))
             return event_id
         dialect_insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-        stmt = dialect_insert(deliveries).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
-        return event_id if conn.execute(stmt).rowcount == 1 else None
+        stmt = (
+            dialect_insert(deliveries)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(deliveries.c.id)
+        )
+        return conn.execute(stmt).scalar()
 
 
 def due_ids(engine: Engine, limit: int, now: datetime | None = None) -> list[tuple[str, str]]:
