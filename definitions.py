@@ -2,10 +2,13 @@
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
+from resources.notifier import NotifierResource
 from resources.warehouse import WarehouseResource
 from schedules.daily import build_daily_schedule
 from sensors.reaper import stale_run_reaper
 from sensors.registry import workspace_registry_sensor
+from sensors.run_status import run_status_sensors
+from sensors.webhook_delivery import webhook_delivery_sensor
 from sync_assets import CONNECTORS
 from sync_assets.factory import build_connector_assets
 
@@ -31,6 +34,10 @@ defs = Definitions(
     assets=connector_assets,
     jobs=[sync_workspace_job, *connector_jobs],
     schedules=[build_daily_schedule(sync_workspace_job)],
-    sensors=[workspace_registry_sensor, stale_run_reaper],
-    resources={"warehouse": WarehouseResource(), **{c.resource_key: c.resource for c in CONNECTORS}},
+    sensors=[workspace_registry_sensor, stale_run_reaper, *run_status_sensors, webhook_delivery_sensor],
+    resources={
+        "warehouse": WarehouseResource(),
+        "notifier": NotifierResource(),
+        **{c.resource_key: c.resource for c in CONNECTORS},
+    },
 )

@@ -17,8 +17,9 @@ from dagster import (
 )
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from resources.notifier import NotifierResource, job_id_of
 from resources.warehouse import WarehouseResource
-from sync_assets.loop import FAILED_RECORDS_CHECK, ConnectorSync, asset_key
+from sync_assets.loop import FAILED_RECORDS_CHECK, ConnectorSync, ProgressSink, asset_key, describe_error
 from sync_assets.partitions import workspace_partitions
 from sync_assets.recipe import Connector
 
@@ -39,6 +40,15 @@ def connector_specs(connector: Connector) -> list[AssetSpec]:
     ]
 
 
+def progress_sink(context: AssetExecutionContext, notifier: NotifierResource) -> ProgressSink | None:
+    """Webhook progress is best effort: trouble reading its configuration never stops a sync."""
+    try:
+        return notifier.progress_sink(context.partition_key, job_id_of(context.run.run_id, context.run.tags))
+    except Exception as exc:
+        context.log.warning(f"webhook progress disabled for this step: {describe_error(exc)}")
+        return None
+
+
 def build_connector_assets(connector: Connector) -> AssetsDefinition:
     by_key = {asset_key(connector, e): e for e in connector.entities}
 
@@ -55,7 +65,7 @@ def build_connector_assets(connector: Connector) -> AssetsDefinition:
         ],
         can_subset=True,
         partitions_def=workspace_partitions,
-        required_resource_keys={connector.resource_key, "warehouse"},
+        required_resource_keys={connector.resource_key, "warehouse", "notifier"},
         op_tags={"connector": connector.name},
     )
     def _sync(context: AssetExecutionContext) -> Iterator[Any]:
@@ -75,7 +85,8 @@ def build_connector_assets(connector: Connector) -> AssetsDefinition:
             gc.freeze()
             vendor = getattr(context.resources, connector.resource_key)
             client = vendor.client_for(connection, log=context.log)
-            yield from ConnectorSync(context, connector, warehouse, client).run(selected)
+            progress = progress_sink(context, context.resources.notifier)
+            yield from ConnectorSync(context, connector, warehouse, client, progress).run(selected)
         except (OperationalError, DBAPIError) as exc:
             if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not isinstance(exc, OperationalError):
                 raise

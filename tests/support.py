@@ -15,6 +15,7 @@ import requests
 from dagster import AssetsDefinition, DagsterInstance, materialize
 
 from resources.db import get_engine
+from resources.notifier import NotifierResource
 from resources.warehouse import WarehouseResource
 from sync_assets import CONNECTORS
 
@@ -97,7 +98,11 @@ class Sandbox:
 
 
 def sync_resources(**overrides: Any) -> dict[str, Any]:
-    resources: dict[str, Any] = {"warehouse": WarehouseResource(), **{c.resource_key: c.resource for c in CONNECTORS}}
+    resources: dict[str, Any] = {
+        "warehouse": WarehouseResource(),
+        "notifier": NotifierResource(),
+        **{c.resource_key: c.resource for c in CONNECTORS},
+    }
     resources.update(overrides)
     return resources
 

@@ -10,7 +10,9 @@ from tests.stack import Stack, start_stack, stop_stack
 from tests.support import REPO
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack's daemon ticks sensors (webhook delivery, the reaper) against the session's
+# warehouse, so it must be gone before the in-process tests that follow run.
+@pytest.fixture(scope="package")
 def stack(pg_url: str) -> Iterator[Stack]:
     running = start_stack(pg_url, with_api=(REPO / "api" / "app.py").exists())
     yield running

@@ -1,0 +1,213 @@
+"""Run outcomes -> webhook outbox: ``sync.completed``, ``sync.failed`` and ``sync.canceled``.
+
+Each sensor only writes the outbox (the delivery sensor and the immediate dispatcher send it), once per
+(run id, status) through the row's dedupe key, so a replayed tick sends nothing twice. They return None:
+returning anything limits a run-status tick to one run. No ``monitored_jobs``: runs launched from the
+UI (``__ASSET_JOB``) count too; runs are filtered here to those of a workspace with a webhook.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunFailureSensorContext,
+    RunStatusSensorContext,
+    run_failure_sensor,
+    run_status_sensor,
+)
+from dagster._utils.error import SerializableErrorInfo
+from sqlalchemy import select
+
+from resources import schema
+from resources.notifier import NotifierResource, job_id_of
+from resources.webhooks.config import has_webhook
+from sync_assets import CONNECTORS
+from sync_assets.loop import SYNC_ID_TAG
+
+PARTITION_TAG = "dagster/partition"
+WILL_RETRY_TAG = "dagster/will_retry"
+FAILURE_REASON_TAG = "dagster/failure_reason"
+MAX_ERRORS = 10
+INTERVAL_S = 5
+# Dagster tags a failed run dagster/will_retry just after storing its failure event: wait this long for it.
+WILL_RETRY_TAG_WAIT_S = 2.0
+STEP_CONNECTORS = {f"{c.name}_sync": c.name for c in CONNECTORS}
+# Wrappers Dagster puts around the user's exception; the cause is below them.
+FRAMEWORK_ERRORS = ("Dagster", "RetryRequested")
+
+
+def run_workspace(run: DagsterRun, notifier: NotifierResource) -> str | None:
+    """The workspace a run synced, when it has a webhook to tell."""
+    workspace = run.tags.get(PARTITION_TAG)
+    return workspace if workspace and has_webhook(notifier.engine, workspace) else None
+
+
+def results_of(instance: DagsterInstance, run_id: str) -> list[dict[str, Any]]:
+    """Per-entity results from the run's materializations (what the sync loop committed)."""
+    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+    results = []
+    for record in records:
+        materialization = record.event_log_entry.asset_materialization
+        if materialization is None or len(materialization.asset_key.path) != 2:
+            continue
+        meta = {k: v.value for k, v in materialization.metadata.items()}
+        connector, entity = materialization.asset_key.path
+        results.append(
+            {
+                "connector": connector,
+                "entity": entity,
+                "recordsSynced": meta.get("records_synced", 0),
+                "recordsFailed": meta.get("records_failed", 0),
+                "mode": meta.get("mode"),
+                "watermark": meta.get("watermark"),
+            }
+        )
+    return results
+
+
+def errors_of(notifier: NotifierResource, run_id: str) -> list[str]:
+    """The first per-record errors ("Entity: error (id)") the run's connectors logged."""
+    log = schema.sync_log
+    with notifier.engine.connect() as conn:
+        lists = conn.execute(select(log.c.errors).where(log.c.run_id == run_id).order_by(log.c.id)).scalars()
+        return [e for errors in lists for e in (errors or [])][:MAX_ERRORS]
+
+
+def duration_ms(instance: DagsterInstance, run_id: str) -> int | None:
+    record = instance.get_run_record_by_id(run_id)
+    if record is None or record.start_time is None:
+        return None
+    end = record.end_time or time.time()
+    return int((end - record.start_time) * 1000)
+
+
+def base_data(instance: DagsterInstance, run: DagsterRun, notifier: NotifierResource) -> dict[str, Any]:
+    job_id = job_id_of(run.run_id, run.tags)
+    return {
+        "jobId": job_id,
+        "syncId": run.tags.get(SYNC_ID_TAG) or job_id,
+        "runId": run.run_id,
+        "durationMs": duration_ms(instance, run.run_id),
+        "results": results_of(instance, run.run_id),
+        "errors": errors_of(notifier, run.run_id),
+    }
+
+
+def root_cause(error: SerializableErrorInfo) -> SerializableErrorInfo:
+    """The first error in the cause chain that is not one of Dagster's wrappers."""
+    chain = []
+    current: SerializableErrorInfo | None = error
+    while current is not None and len(chain) < 20:
+        chain.append(current)
+        current = current.cause or current.context
+    for candidate in chain:
+        if not (candidate.cls_name or "").startswith(FRAMEWORK_ERRORS):
+            return candidate
+    return chain[-1]
+
+
+def error_text(error: SerializableErrorInfo) -> str:
+    """The exception's own message, without the "module.Class: " prefix Dagster serializes it with."""
+    message = error.message.strip()
+    head, sep, rest = message.partition(": ")
+    if sep and error.cls_name and (head == error.cls_name or head.endswith(f".{error.cls_name}")):
+        return rest.strip()
+    return message
+
+
+def failure_reason(run: DagsterRun, message: str) -> str:
+    tag = run.tags.get(FAILURE_REASON_TAG, "")
+    if tag == "START_TIMEOUT" or "maximum runtime" in message or "timed out" in message:
+        return "timeout"
+    if tag in ("RUN_WORKER_RESTART", "UNEXPECTED_TERMINATION") or "run worker" in message:
+        return "worker_lost"
+    return "error"
+
+
+def failure_data(context: RunFailureSensorContext) -> dict[str, Any]:
+    """The real cause: the failed step's exception below Dagster's wrappers, else the run's own failure."""
+    run_message = context.failure_event.message or ""
+    cause, connector = None, None
+    for event in context.get_step_failure_events():
+        error = getattr(event.event_specific_data, "error", None)
+        if error is not None:
+            cause, connector = root_cause(error), STEP_CONNECTORS.get(event.step_key or "", event.step_key)
+            break
+    if cause is None:
+        run_error = getattr(context.failure_event.event_specific_data, "error", None)
+        cause = root_cause(run_error) if run_error else None
+    return {
+        "connector": connector,
+        "failureReason": failure_reason(context.dagster_run, run_message),
+        "error": error_text(cause) if cause else run_message,
+        "errorType": cause.cls_name if cause else None,
+    }
+
+
+def fresh_run(instance: DagsterInstance, run: DagsterRun) -> DagsterRun:
+    latest = instance.get_run_by_id(run.run_id) or run
+    if run.status == DagsterRunStatus.FAILURE and instance.run_retries_enabled:
+        deadline = time.monotonic() + WILL_RETRY_TAG_WAIT_S
+        while WILL_RETRY_TAG not in latest.tags and time.monotonic() < deadline:
+            time.sleep(0.2)
+            latest = instance.get_run_by_id(run.run_id) or latest
+    return latest
+
+
+def record_outcome(
+    context: RunStatusSensorContext, notifier: NotifierResource, event: str, extra: dict[str, Any] | None = None
+) -> None:
+    status = context.dagster_run.status
+    run = fresh_run(context.instance, context.dagster_run)
+    if run.tags.get(WILL_RETRY_TAG) == "true":
+        context.log.info(f"run {run.run_id} failed and will be retried; its final outcome is reported instead")
+        return
+    workspace = run_workspace(run, notifier)
+    if workspace is None:
+        return
+    data = {**base_data(context.instance, run, notifier), **(extra or {})}
+    event_id = notifier.notify(workspace, event, data, dedupe_key=f"{run.run_id}:{status.value}")
+    if event_id:
+        context.log.info(f"queued {event} {event_id} for workspace {workspace} (run {run.run_id})")
+
+
+@run_status_sensor(
+    name="webhook_sync_completed",
+    run_status=DagsterRunStatus.SUCCESS,
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=INTERVAL_S,
+    description="Queues a signed sync.completed webhook for every successful workspace sync.",
+)
+def sync_completed_sensor(context: RunStatusSensorContext, notifier: NotifierResource) -> None:
+    record_outcome(context, notifier, "sync.completed")
+
+
+@run_failure_sensor(
+    name="webhook_sync_failed",
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=INTERVAL_S,
+    description="Queues a signed sync.failed webhook (with the real cause) for every failed workspace sync.",
+)
+def sync_failed_sensor(context: RunFailureSensorContext, notifier: NotifierResource) -> None:
+    record_outcome(context, notifier, "sync.failed", failure_data(context))
+
+
+@run_status_sensor(
+    name="webhook_sync_canceled",
+    run_status=DagsterRunStatus.CANCELED,
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=INTERVAL_S,
+    description="Queues a signed sync.canceled webhook for every canceled workspace sync.",
+)
+def sync_canceled_sensor(context: RunStatusSensorContext, notifier: NotifierResource) -> None:
+    record_outcome(context, notifier, "sync.canceled")
+
+
+run_status_sensors = [sync_completed_sensor, sync_failed_sensor, sync_canceled_sensor]
