@@ -75,7 +75,8 @@ def build_connector_assets(connector: Connector) -> AssetsDefinition:
             gc.freeze()
             vendor = getattr(context.resources, connector.resource_key)
             client = vendor.client_for(connection, log=context.log)
-            yield from ConnectorSync(context, connector, warehouse, client).run(selected)
+            lookback = connector.lookback_for(connection.config)
+            yield from ConnectorSync(context, connector, warehouse, client, lookback=lookback).run(selected)
         except (OperationalError, DBAPIError) as exc:
             if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not isinstance(exc, OperationalError):
                 raise

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dagster import (
@@ -96,9 +96,11 @@ class ConnectorSync:
         warehouse: WarehouseResource,
         client: Any,
         progress: ProgressSink | None = None,
+        lookback: timedelta | None = None,
     ) -> None:
         self.context = context
         self.connector = connector
+        self.lookback = connector.lookback if lookback is None else lookback
         self.warehouse = warehouse
         self.client = client
         self.progress = progress
@@ -143,7 +145,7 @@ class ConnectorSync:
         previous, seen_ids = (
             (None, set()) if self.full_refresh else read_watermark(self.context, key, self.workspace_id)
         )
-        since = previous - self.connector.lookback if previous else None
+        since = previous - self.lookback if previous else None
         result = EntityResult(entity.name, "incremental" if since else "full", previous, previous)
         result.watermark_ids = set(seen_ids)
         started, calls_before = time.monotonic(), self.client.api_calls
