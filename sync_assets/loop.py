@@ -148,6 +148,9 @@ class ConnectorSync:
         since = previous - self.lookback if previous else None
         result = EntityResult(entity.name, "incremental" if since else "full", previous, previous)
         result.watermark_ids = set(seen_ids)
+        # A lookback re-reads on purpose (vendors without a modified time: an edit keeps the record's
+        # time), so records at the old watermark are re-read too rather than skipped as already seen.
+        boundary_ids = set() if self.lookback else seen_ids
         started, calls_before = time.monotonic(), self.client.api_calls
         log = self.context.log
         if since:
@@ -157,7 +160,7 @@ class ConnectorSync:
         total: int | None = None
         for page in entity.fetch(self.client, since):
             total = page.total if page.total is not None else total
-            rows, failures = self.transform_page(entity, page.records, result, since, seen_ids)
+            rows, failures = self.transform_page(entity, page.records, result, since, boundary_ids)
             written = self.warehouse.commit_page(entity.table, rows, failures, log_id)
             # Only now is the page durable: the watermark may move past it.
             self.advance_watermark(result, rows)
