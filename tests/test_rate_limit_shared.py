@@ -1,0 +1,38 @@
+"""The Gong limit belongs to the credential: two sync processes sharing one key stay under it together."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import register
+from tests.support import REPO, rows
+
+WORKSPACES = ("north", "south")
+CALLS = 5_950  # 60 pages of 100 per workspace: 120 requests in all, more than one minute's budget
+
+
+def test_two_processes_sharing_one_gong_credential_never_exceed_100_per_minute(warehouse, instance, sandbox):
+    sandbox.reset(sizes={"gong": {"calls": CALLS}})
+    for workspace in WORKSPACES:
+        register(warehouse, instance, sandbox, workspace, ["gong"])  # the same sandbox tenant: one key
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "tests.sync_process", "gong", ws], cwd=REPO, env=env)
+        for ws in WORKSPACES
+    ]
+    assert [p.wait(timeout=180) for p in processes] == [0, 0]
+
+    requests = [r for r in sandbox.requests("gong") if r["path"] == "/gong/v2/calls/extensive"]
+    assert len(requests) == 120
+    assert len({r["credential"] for r in requests}) == 1
+    assert [r["status"] for r in requests] == [200] * 120  # the sandbox enforces 100/60 s: no 429s
+    stamps = [r["ts_ms"] / 1000 for r in requests]
+    assert max(sum(1 for t in stamps if start <= t < start + 60) for start in stamps) <= 100
+    assert min(b - a for a, b in zip(stamps, stamps[1:], strict=False)) >= 0.59
+    # Both runs were under way together: the second one's first page came before the first one's last.
+    first_pages = [i for i, r in enumerate(requests) if "cursor" not in r["body"]]
+    assert len(first_pages) == 2 and first_pages[1] < 60
+    counts = rows("SELECT workspace_id, count(*) FROM calls GROUP BY workspace_id ORDER BY workspace_id")
+    assert counts == [("north", CALLS), ("south", CALLS)]
