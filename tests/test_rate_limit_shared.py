@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from resources.rate_limit import DatabaseClock
 from tests.conftest import register
 from tests.support import REPO, rows
 
@@ -36,3 +39,12 @@ def test_two_processes_sharing_one_gong_credential_never_exceed_100_per_minute(w
     assert len(first_pages) == 2 and first_pages[1] < 60
     counts = rows("SELECT workspace_id, count(*) FROM calls GROUP BY workspace_id ORDER BY workspace_id")
     assert counts == [("north", CALLS), ("south", CALLS)]
+
+
+def test_database_clock_trusts_the_shortest_round_trip():
+    clock = DatabaseClock()
+    assert clock.offset_s == 0.0
+    clock.observe(sent=100.0, received=100.2, db_now=105.0)  # slow: the offset is 4.9 +- 0.1
+    clock.observe(sent=200.0, received=200.002, db_now=205.051)  # fast: 5.05 +- 0.001
+    clock.observe(sent=300.0, received=300.5, db_now=300.0)
+    assert clock.offset_s == pytest.approx(5.05)
