@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import requests
@@ -64,7 +64,14 @@ class GongCall(BaseModel):
 
 
 def gong_time(moment: datetime) -> str:
+    """Gong's filter format has whole seconds: a window start is floored (inclusive bound)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def gong_window(since: datetime, until: datetime) -> dict[str, str]:
+    """``[since, until]`` in Gong's format: the exclusive end is the next whole second after ``until``."""
+    end = until.replace(microsecond=0) + timedelta(seconds=1)
+    return {"fromDateTime": gong_time(since), "toDateTime": gong_time(end)}
 
 
 class GongClient(VendorClient):
@@ -101,8 +108,8 @@ class GongClient(VendorClient):
     # --- reads ----------------------------------------------------------------------------------
 
     def list_calls(self, since: datetime, until: datetime) -> Iterator[Page[GongCallMeta]]:
-        """Call metadata for calls started in [since, until), via ``GET /v2/calls``."""
-        window = {"fromDateTime": gong_time(since), "toDateTime": gong_time(until)}
+        """Call metadata for calls started in [since, until], via ``GET /v2/calls``."""
+        window = gong_window(since, until)
 
         def fetch(cursor: str | None) -> requests.Response:
             params = {**window, **({"cursor": cursor} if cursor else {})}
@@ -112,8 +119,8 @@ class GongClient(VendorClient):
             yield Page([GongCallMeta.model_validate(c) for c in body.get("calls", [])], total=_total(body))
 
     def extensive_calls(self, since: datetime, until: datetime) -> Iterator[Page[GongCall]]:
-        """Calls started in [since, until) with their parties, via ``POST /v2/calls/extensive``."""
-        window = {"fromDateTime": gong_time(since), "toDateTime": gong_time(until)}
+        """Calls started in [since, until] with their parties, via ``POST /v2/calls/extensive``."""
+        window = gong_window(since, until)
 
         def fetch(cursor: str | None) -> requests.Response:
             body: dict[str, Any] = {"filter": window, "contentSelector": CONTENT_SELECTOR}

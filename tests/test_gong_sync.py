@@ -135,7 +135,7 @@ def test_list_calls_pages_the_v2_calls_endpoint_by_cursor(gong_ws, sandbox):
     assert pages[0].records[0].id == "5000000000000000004"
     requests = data_requests(sandbox)
     assert [(r["method"], r["path"]) for r in requests] == [("GET", "/gong/v2/calls")] * 2
-    assert requests[0]["query"] == {"fromDateTime": "2025-01-01T02:00:00Z", "toDateTime": "2026-01-01T00:00:00Z"}
+    assert requests[0]["query"] == {"fromDateTime": "2025-01-01T02:00:00Z", "toDateTime": "2026-01-01T00:00:01Z"}
     assert set(requests[1]["query"]) == {"fromDateTime", "toDateTime", "cursor"}
 
 

@@ -48,3 +48,22 @@ def test_database_clock_trusts_the_shortest_round_trip():
     clock.observe(sent=200.0, received=200.002, db_now=205.051)  # fast: 5.05 +- 0.001
     clock.observe(sent=300.0, received=300.5, db_now=300.0)
     assert clock.offset_s == pytest.approx(5.05)
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_stores_in_one_database_hand_out_one_sequence_of_slots(dialect, pg_url, tmp_path):
+    """Two stores on one database stand for two processes: their slots interleave, one interval apart."""
+    from sqlalchemy import create_engine
+
+    from resources import schema
+    from resources.rate_limit import SlotStore
+
+    url = pg_url if dialect == "postgresql" else f"sqlite:///{tmp_path / 'slots.db'}"
+    engine = create_engine(url)
+    schema.rate_limit_slots.create(engine, checkfirst=True)
+    first, second = SlotStore(engine), SlotStore(create_engine(url))
+    key = f"test:{dialect}:{tmp_path.name}"
+    waits = [store.reserve(key, 0.5) for store in (first, second, first, second)]
+    for n, wait in enumerate(waits):
+        assert n * 0.5 - 0.1 < wait <= n * 0.5
+    engine.dispose()
