@@ -172,6 +172,7 @@ def main() -> None:
         worker(args.sandbox, args.store, args.start_at, args.until)
         return
 
+    load_before = os.getloadavg()
     store_url = fresh_database()
     sandbox, url = start_sandbox()
     try:
@@ -194,7 +195,8 @@ def main() -> None:
     RESULTS.write_text(json.dumps({
         "benchmark": "ratelimit",
         "run_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+                    "load_average_1_5_15_before": load_before, "load_average_1_5_15_after": os.getloadavg()},
         "settings": {"processes": args.processes, "minutes": args.minutes, "limit": LIMIT, "per_seconds": PER_SECONDS,
                      "interval_s": round(RateLimit(LIMIT, PER_SECONDS).interval_s, 4)},
         "results": results,
