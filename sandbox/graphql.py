@@ -1,4 +1,4 @@
-"""Just enough GraphQL for the simulators: the root fields of one operation, their arguments (literals
+"""Just enough GraphQL for a simulator: the root fields of one operation, their arguments (literals
 or ``$variables``) and nested selections, so a response carries exactly the fields a client asked for.
 Fragments, aliases and directives are out of scope; a query using them is rejected as a syntax error."""
 
