@@ -123,10 +123,14 @@ class SlotStore:
             sent = time.time()
             slot, db_now = conn.execute(_PG_RESERVE, params).one()
             received = time.time()
+        slot, db_now = float(slot), float(db_now)
         with self._lock:
-            self._clock.observe(sent, received, float(db_now))
-            offset = self._clock.offset_s
-        return float(slot) - offset - time.time()
+            self._clock.observe(sent, received, db_now)
+            local_slot = slot - self._clock.offset_s
+        # This reservation alone places the slot between these bounds; a stale estimate (the clock
+        # stepped) never moves it outside them.
+        local_slot = min(max(local_slot, sent + slot - db_now), received + slot - db_now)
+        return local_slot - time.time()
 
 
 class CredentialLimiter:
