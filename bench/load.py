@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import random
+import signal
 import statistics
 import string
 import sys
@@ -436,6 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
     server = Server(args.server)
+    # Turn SIGTERM into SystemExit so the finally below still drops bench_load.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         # Repetitions are interleaved (rep 1 of every contender, then rep 2, ...) so that drifting
         # machine load spreads over all contenders instead of landing on one.

@@ -64,7 +64,9 @@ def percentile(values: list[float], q: float) -> float:
 def one_run(client: DagsterGraphQLClient, instance: DagsterInstance, receiver: Receiver) -> dict:
     seen = len(receiver.events("sync.completed"))
     run_id = client.submit_job_execution(
-        "sync_hubspot", repository_location_name="sales_sync", repository_name="__repository__",
+        "sync_hubspot",
+        repository_location_name="sales_sync",
+        repository_name="__repository__",
         tags={"dagster/partition": WORKSPACE},
     )
     deadline = time.monotonic() + RUN_TIMEOUT_S
@@ -91,8 +93,11 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="bench_webhooks_home_"))
     stack.prepare_dagster_home(home, ROOT / "dagster.yaml")
     os.environ.update(
-        DAGSTER_HOME=str(home), DAGSTER_PG_URL=instance_url, WAREHOUSE_URL=warehouse_url,
-        SYNC_SECRET_KEY=generate_key(), WEBHOOK_ALLOW_PRIVATE="1",
+        DAGSTER_HOME=str(home),
+        DAGSTER_PG_URL=instance_url,
+        WAREHOUSE_URL=warehouse_url,
+        SYNC_SECRET_KEY=generate_key(),
+        WEBHOOK_ALLOW_PRIVATE="1",
     )
     migrate(warehouse_url)
     sandbox, receiver = Sandbox.start(), Receiver().start()
@@ -135,8 +140,10 @@ def main() -> None:
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"run end -> sync.completed received over {len(latencies)} runs: p50 {summary['p50_s']} s, "
-          f"p95 {summary['p95_s']} s, max {summary['max_s']} s (target p95 < 10 s)")
+    print(
+        f"run end -> sync.completed received over {len(latencies)} runs: p50 {summary['p50_s']} s, "
+        f"p95 {summary['p95_s']} s, max {summary['max_s']} s (target p95 < 10 s)"
+    )
     if not args.keep:
         get_engine(warehouse_url).dispose()
         for name in (INSTANCE_DB, WAREHOUSE_DB):

@@ -45,9 +45,7 @@ class NotifierResource(ConfigurableResource):
     def policy(self) -> outbox.RetryPolicy:
         return outbox.RetryPolicy(self.timeout_s, self.retry_base_s, self.retry_cap_s, self.retry_horizon_s)
 
-    def notify(
-        self, workspace_id: str, event: str, data: dict[str, Any], dedupe_key: str | None = None
-    ) -> str | None:
+    def notify(self, workspace_id: str, event: str, data: dict[str, Any], dedupe_key: str | None = None) -> str | None:
         """Queue an event (durably) and hand it to a background attempt; returns the event id, or None
         when the workspace has no webhook or the dedupe key was already used."""
         event_id = outbox.enqueue(self.engine, workspace_id, event, data, dedupe_key)

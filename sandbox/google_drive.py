@@ -34,8 +34,16 @@ _MIME = (
     ("application/pdf", "file", "pdf"),
     ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "file", "docx"),
 )
-_TITLES = ("Account plan", "Q3 forecast", "Mutual action plan", "Pricing proposal", "Call notes",
-           "Security questionnaire", "Renewal memo", "Onboarding checklist")
+_TITLES = (
+    "Account plan",
+    "Q3 forecast",
+    "Mutual action plan",
+    "Pricing proposal",
+    "Call notes",
+    "Security questionnaire",
+    "Renewal memo",
+    "Onboarding checklist",
+)
 _TERM = re.compile(r"^\s*(\w+)\s*(>=|<=|!=|=|>|<)\s*(.+?)\s*$")
 _OPS = {">": "GT", ">=": "GTE", "<": "LT", "<=": "LTE", "=": "EQ", "!=": "NEQ"}
 
@@ -51,8 +59,9 @@ def _credential(tenant: str) -> Credential:
     def u(kind: str) -> str:
         return uuid.uuid5(_NS, f"drive:{tenant}:{kind}").hex
 
-    return Credential(f"{u('client')[:12]}-sandbox.apps.googleusercontent.com", "GOCSPX-" + u("secret")[:28],
-                      "1//0" + u("refresh"))
+    return Credential(
+        f"{u('client')[:12]}-sandbox.apps.googleusercontent.com", "GOCSPX-" + u("secret")[:28], "1//0" + u("refresh")
+    )
 
 
 def _error(status: int, message: str, reason: str, domain: str = "global", **where: str) -> Response:
@@ -115,15 +124,20 @@ class GoogleDrive(Vendor):
         if not indices and not create:
             return {"ids": [], "modified_at": None}
         t, created = self.store.bump([i for i in indices if i is not None], create, int(now_ms()))
-        return {"ids": [self.file_id(i) for i in [*dict.fromkeys(indices), *created] if i is not None],
-                "modified_at": gen.iso_ms(t)}
+        return {
+            "ids": [self.file_id(i) for i in [*dict.fromkeys(indices), *created] if i is not None],
+            "modified_at": gen.iso_ms(t),
+        }
 
     def file(self, i: int) -> dict[str, Any]:
         h = gen.mix1(self._prefix, i)
         o = self.store.overrides.get(i)
         modified = self.store.modified_ms(i)
-        created = o.created_ms if o and o.created_ms is not None else gen.ORIGIN_MS + i * 60_000 - (
-            h >> 8) % (200 * gen.DAY_MS)
+        created = (
+            o.created_ms
+            if o and o.created_ms is not None
+            else gen.ORIGIN_MS + i * 60_000 - (h >> 8) % (200 * gen.DAY_MS)
+        )
         mime, kind, extension = _MIME[h % len(_MIME)]
         file_id = self.file_id(i)
         first, last = gen.pick(h, gen.FIRST_NAMES, 12), gen.pick(h, gen.LAST_NAMES, 20)
@@ -137,10 +151,19 @@ class GoogleDrive(Vendor):
             "modifiedTime": "not-a-date" if file_id in self.faults.bad_records else gen.iso_ms(modified),
             "trashed": self.trashed(i),
             "parents": [f"0A{self._id_code}Fold{h % 7}"],
-            "webViewLink": (f"https://docs.google.com/{kind}/d/{file_id}/edit" if not extension
-                            else f"https://drive.google.com/file/d/{file_id}/view"),
-            "owners": [{"kind": "drive#user", "displayName": f"{first} {last}",
-                        "emailAddress": f"{first}.{last}@example.com".lower(), "me": False}],
+            "webViewLink": (
+                f"https://docs.google.com/{kind}/d/{file_id}/edit"
+                if not extension
+                else f"https://drive.google.com/file/d/{file_id}/view"
+            ),
+            "owners": [
+                {
+                    "kind": "drive#user",
+                    "displayName": f"{first} {last}",
+                    "emailAddress": f"{first}.{last}@example.com".lower(),
+                    "me": False,
+                }
+            ],
         }
         if extension:  # Google-native files have no size
             out["size"] = str((h >> 20) % 5_000_000 + 1024)
@@ -151,9 +174,14 @@ class GoogleDrive(Vendor):
         cred = _credential(tenant)
         self._creds[cred.refresh_token] = cred
         self._client_ids.add(cred.client_id)
-        return {"credentials": {"client_id": cred.client_id, "client_secret": cred.client_secret,
-                                "refresh_token": cred.refresh_token},
-                "config": {"base_url": base_url, "token_url": f"{base_url}/token"}}
+        return {
+            "credentials": {
+                "client_id": cred.client_id,
+                "client_secret": cred.client_secret,
+                "refresh_token": cred.refresh_token,
+            },
+            "config": {"base_url": base_url, "token_url": f"{base_url}/token"},
+        }
 
     def is_auth_endpoint(self, req: SandboxRequest) -> bool:
         return req.subpath == "/token"
@@ -168,18 +196,24 @@ class GoogleDrive(Vendor):
         return _error(401, "Invalid Credentials", "authError", locationType="header", location="Authorization")
 
     def revoked_auth(self, req: SandboxRequest) -> Response:
-        return json_response({"error": "invalid_grant", "error_description": "Token has been expired or revoked."},
-                             400)
+        return json_response({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}, 400)
 
     def rate_limited(self, retry_after_s: float | None) -> Response:
         if int(self.faults.extra.get("throttle_status") or 403) == 429:
             resp = _error(429, "Rate Limit Exceeded", "rateLimitExceeded", "usageLimits")
         else:
-            message = ("User Rate Limit Exceeded. Rate of requests for user exceed configured project quota. "
-                       "You may consider re-evaluating expected per-user traffic to the API and adjust project "
-                       "quota limits accordingly.")
-            resp = _error(403, message, "userRateLimitExceeded", "usageLimits",
-                          extendedHelp="https://console.developers.google.com/apis/api/drive.googleapis.com/quotas")
+            message = (
+                "User Rate Limit Exceeded. Rate of requests for user exceed configured project quota. "
+                "You may consider re-evaluating expected per-user traffic to the API and adjust project "
+                "quota limits accordingly."
+            )
+            resp = _error(
+                403,
+                message,
+                "userRateLimitExceeded",
+                "usageLimits",
+                extendedHelp="https://console.developers.google.com/apis/api/drive.googleapis.com/quotas",
+            )
         if retry_after_s is not None:
             resp.headers["Retry-After"] = f"{retry_after_s:g}"
         return resp
@@ -198,16 +232,27 @@ class GoogleDrive(Vendor):
         form = parsed(request).body
         form = form if isinstance(form, dict) else {}
         if form.get("grant_type") != "refresh_token":
-            return json_response({"error": "unsupported_grant_type", "error_description": "Invalid grant_type: "
-                                  f"{form.get('grant_type', '')}"}, 400)
+            return json_response(
+                {
+                    "error": "unsupported_grant_type",
+                    "error_description": f"Invalid grant_type: {form.get('grant_type', '')}",
+                },
+                400,
+            )
         cred = self._creds.get(str(form.get("refresh_token", "")))
         if cred is None or form.get("client_id") != cred.client_id:
             return json_response({"error": "invalid_grant", "error_description": "Bad Request"}, 400)
         if form.get("client_secret") != cred.client_secret:
             return json_response({"error": "invalid_client", "error_description": "Unauthorized"}, 401)
         access = self.tokens.issue(cred.client_id, TOKEN_TTL_S, prefix="ya29.")
-        return json_response({"access_token": access, "expires_in": TOKEN_TTL_S,
-                              "scope": "https://www.googleapis.com/auth/drive.readonly", "token_type": "Bearer"})
+        return json_response(
+            {
+                "access_token": access,
+                "expires_in": TOKEN_TTL_S,
+                "scope": "https://www.googleapis.com/auth/drive.readonly",
+                "token_type": "Bearer",
+            }
+        )
 
     async def _list(self, request: Request) -> Response:
         query = {k: (v[-1] if isinstance(v, list) else v) for k, v in parsed(request).query.items()}
@@ -223,8 +268,13 @@ class GoogleDrive(Vendor):
             return _invalid("q")
         order = query.get("orderBy", "").strip()
         if order not in ("", "modifiedTime", "modifiedTime asc", "modifiedTime desc"):
-            return _error(400, "Sorting is not supported for this field.", "badRequest",
-                          locationType="parameter", location="orderBy")
+            return _error(
+                400,
+                "Sorting is not supported for this field.",
+                "badRequest",
+                locationType="parameter",
+                location="orderBy",
+            )
         mask = _parse_fields(query.get("fields") or DEFAULT_FIELDS)
         if mask is None:
             return _invalid("fields")
@@ -236,8 +286,11 @@ class GoogleDrive(Vendor):
         selection = self.store.select([group])
         by = "modified" if order else "index"
         indices = selection.page(by, order.endswith("desc"), offset, page_size)
-        body: dict[str, Any] = {"kind": "drive#fileList", "incompleteSearch": False,
-                                "files": [self.file(i) for i in indices]}
+        body: dict[str, Any] = {
+            "kind": "drive#fileList",
+            "incompleteSearch": False,
+            "files": [self.file(i) for i in indices],
+        }
         if offset + len(indices) < selection.total:
             body["nextPageToken"] = _encode_token(offset + len(indices), q, order)
         return json_response(_apply_mask(body, mask))

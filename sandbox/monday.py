@@ -47,8 +47,9 @@ _TASK_VERBS = ("Prepare", "Review", "Send", "Schedule", "Follow up on", "Draft")
 _TASK_OBJECTS = ("proposal", "kickoff call", "contract", "renewal quote", "QBR deck", "security review")
 _RULE_OPS = {"greater_than_or_equals", "lower_than_or_equal", "any_of", "greater_than", "lower_than"}
 _ARG = re.compile(r"(\w+)\s*:\s*(\$\w+|-?\d+)")
-EXTRA_FAULTS = frozenset({"complexity_exhausted", "complexity_retry_s", "complexity_code", "expire_cursors",
-                          "query_error"})
+EXTRA_FAULTS = frozenset(
+    {"complexity_exhausted", "complexity_retry_s", "complexity_code", "expire_cursors", "query_error"}
+)
 
 
 class GraphQLError(Exception):
@@ -59,8 +60,9 @@ class GraphQLError(Exception):
         self.code, self.extensions = code, extensions
 
 
-def _errors(message: str, code: str, headers: dict[str, str] | None = None, status: int = 200,
-            **extensions: Any) -> Response:
+def _errors(
+    message: str, code: str, headers: dict[str, str] | None = None, status: int = 200, **extensions: Any
+) -> Response:
     body = {"errors": [{"message": message, "extensions": {"code": code, **extensions}}], "account_id": ACCOUNT_ID}
     return json_response(body, status, headers)
 
@@ -127,8 +129,11 @@ class Monday(Vendor):
                 raise InvalidRequest(f"monday: unknown item id in {ids}")
             picks = [p for p in located if p is not None]
         else:  # the oldest `count` items across all boards
-            candidates = [(store.modified_ms(i), b, i) for b, store in enumerate(self.boards)
-                          for i in store.select([Group()]).page("modified", False, 0, count)]
+            candidates = [
+                (store.modified_ms(i), b, i)
+                for b, store in enumerate(self.boards)
+                for i in store.select([Group()]).page("modified", False, 0, count)
+            ]
             picks = [(b, i) for _, b, i in sorted(candidates)[:count]]
         changed: list[str] = []
         moment = None
@@ -149,27 +154,41 @@ class Monday(Vendor):
         o = store.overrides.get(i)
         modified = store.modified_ms(i)
         version = o.version if o else 0
-        created = o.created_ms if o and o.created_ms is not None else gen.ORIGIN_MS + i * ITEM_SPACING_MS - (
-            h >> 8) % (90 * gen.DAY_MS)
+        created = (
+            o.created_ms
+            if o and o.created_ms is not None
+            else gen.ORIGIN_MS + i * ITEM_SPACING_MS - (h >> 8) % (90 * gen.DAY_MS)
+        )
         item_id = self._item_id(board, i)
         group_id, group_title = gen.pick(h, [f"{a}|{b}" for a, b in _GROUPS], 4).split("|")
         status_index, status_label = _STATUS[(h >> 12) % len(_STATUS)]
         prio_index, prio_label = _PRIORITY[(h >> 16) % len(_PRIORITY)]
         changed_at = gen.iso_ms(modified)
         columns = [
-            {"id": "status", "type": "status", "text": status_label or None,
-             "value": json.dumps({"index": status_index, "post_id": None, "changed_at": changed_at})},
+            {
+                "id": "status",
+                "type": "status",
+                "text": status_label or None,
+                "value": json.dumps({"index": status_index, "post_id": None, "changed_at": changed_at}),
+            },
             self._due_column(h, created),
-            {"id": "priority", "type": "status", "text": prio_label,
-             "value": json.dumps({"index": prio_index, "post_id": None, "changed_at": changed_at})},
-            {"id": "person", "type": "people",
-             "text": f"{gen.pick(h, gen.FIRST_NAMES, 20)} {gen.pick(h, gen.LAST_NAMES, 28)}",
-             "value": json.dumps({"personsAndTeams": [{"id": (h >> 36) % 90_000 + 10_000, "kind": "person"}]})},
+            {
+                "id": "priority",
+                "type": "status",
+                "text": prio_label,
+                "value": json.dumps({"index": prio_index, "post_id": None, "changed_at": changed_at}),
+            },
+            {
+                "id": "person",
+                "type": "people",
+                "text": f"{gen.pick(h, gen.FIRST_NAMES, 20)} {gen.pick(h, gen.LAST_NAMES, 28)}",
+                "value": json.dumps({"personsAndTeams": [{"id": (h >> 36) % 90_000 + 10_000, "kind": "person"}]}),
+            },
         ]
         return {
             "id": item_id,
             "name": f"{gen.pick(h, _TASK_VERBS, 40)} {gen.pick(h, _TASK_OBJECTS, 44)} {i}"
-                    + (f" (rev {version})" if version else ""),
+            + (f" (rev {version})" if version else ""),
             "created_at": _iso_s(created),
             "updated_at": "not-a-date" if item_id in self.faults.bad_records else _iso_s(modified),
             "state": "active",
@@ -185,10 +204,18 @@ class Monday(Vendor):
         if kind == 0:
             return {"id": "date4", "type": "date", "text": "", "value": None}
         if kind == 1:
-            return {"id": "date4", "type": "date", "text": due[:10],
-                    "value": json.dumps({"date": due[:10], "icon": None, "changed_at": due})}
-        return {"id": "date4", "type": "date", "text": f"{due[:10]} {due[11:16]}",
-                "value": json.dumps({"date": due[:10], "time": due[11:19], "icon": None, "changed_at": due})}
+            return {
+                "id": "date4",
+                "type": "date",
+                "text": due[:10],
+                "value": json.dumps({"date": due[:10], "icon": None, "changed_at": due}),
+            }
+        return {
+            "id": "date4",
+            "type": "date",
+            "text": f"{due[:10]} {due[11:16]}",
+            "value": json.dumps({"date": due[:10], "time": due[11:19], "icon": None, "changed_at": due}),
+        }
 
     @staticmethod
     def _board_name(board: int) -> str:
@@ -244,19 +271,19 @@ class Monday(Vendor):
             elif "boards" in query:
                 data = self._boards(_args(query, "boards", variables))
             else:
-                raise GraphQLError("sandbox: only boards, items_page and next_items_page are served",
-                                   "GraphQLValidationError")
+                raise GraphQLError(
+                    "sandbox: only boards, items_page and next_items_page are served", "GraphQLValidationError"
+                )
         except GraphQLError as exc:
             return _errors(str(exc), exc.code, **exc.extensions)
-        return json_response({"data": data, "account_id": ACCOUNT_ID,
-                              "extensions": {"request_id": str(uuid.uuid4())}})
+        return json_response({"data": data, "account_id": ACCOUNT_ID, "extensions": {"request_id": str(uuid.uuid4())}})
 
     def _boards(self, args: dict[str, Any]) -> dict[str, Any]:
         limit, page = int(args.get("limit", 25)), int(args.get("page", 1))
         if page < 1 or limit < 1:
             raise GraphQLError("page and limit must be positive", "InvalidArgumentException")
         ids = self._board_ids(args)
-        chosen = ids[(page - 1) * limit: page * limit]
+        chosen = ids[(page - 1) * limit : page * limit]
         return {"boards": [{"id": str(BOARD_ID_BASE + b), "name": self._board_name(b)} for b in chosen]}
 
     def _board_ids(self, args: dict[str, Any]) -> list[int]:
@@ -279,9 +306,12 @@ class Monday(Vendor):
         limit = _limit(args)
         cursor = _decode_cursor(args.get("cursor"))
         if _countdown(self.faults.extra, "expire_cursors") or now_ms() - cursor["t"] > CURSOR_TTL_MS:
-            raise GraphQLError("CursorExpiredError: The cursor provided for pagination has expired. Cursors are "
-                               "valid for 60 minutes after the initial request.", "CursorExpiredError",
-                               status_code=400)
+            raise GraphQLError(
+                "CursorExpiredError: The cursor provided for pagination has expired. Cursors are "
+                "valid for 60 minutes after the initial request.",
+                "CursorExpiredError",
+                status_code=400,
+            )
         if not 0 <= cursor["b"] < len(self.boards):
             raise GraphQLError("Invalid cursor", "InvalidCursorException", status_code=400)
         return {"next_items_page": self._page(cursor, limit)}
@@ -335,8 +365,10 @@ def _query_params(params: Any) -> tuple[Group, str, bool]:
             raise GraphQLError('compare_value must be ["EXACT", "YYYY-MM-DD"]', "InvalidArgumentException")
         start = _day_start_ms(value[1])
         bounds = {
-            "greater_than_or_equals": (start, INF), "greater_than": (start + gen.DAY_MS, INF),
-            "lower_than_or_equal": (-INF, start + gen.DAY_MS), "lower_than": (-INF, start),
+            "greater_than_or_equals": (start, INF),
+            "greater_than": (start + gen.DAY_MS, INF),
+            "lower_than_or_equal": (-INF, start + gen.DAY_MS),
+            "lower_than": (-INF, start),
             "any_of": (start, start + gen.DAY_MS),
         }[rule["operator"]]
         lo, hi = max(group.ms[0][0], bounds[0]), min(group.ms[0][1], bounds[1])
@@ -356,7 +388,13 @@ def _decode_cursor(raw: Any) -> dict[str, Any]:
     try:
         text = str(raw)
         state = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-        return {"b": int(state["b"]), "ms": state["ms"], "by": state["by"], "desc": bool(state["desc"]),
-                "off": int(state["off"]), "t": int(state["t"])}
+        return {
+            "b": int(state["b"]),
+            "ms": state["ms"],
+            "by": state["by"],
+            "desc": bool(state["desc"]),
+            "off": int(state["off"]),
+            "t": int(state["t"]),
+        }
     except (binascii.Error, ValueError, KeyError, TypeError):
         raise GraphQLError("Invalid cursor", "InvalidCursorException", status_code=400) from None

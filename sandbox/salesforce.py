@@ -56,8 +56,15 @@ _DATETIME_FIELDS = {"SystemModstamp", "LastModifiedDate"}  # both follow the rec
 _DELIMITERS = {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET": "^", "BACKQUOTE": "`"}
 _LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
 
-_STAGES = ("Prospecting", "Qualification", "Needs Analysis", "Proposal/Price Quote", "Negotiation/Review",
-           "Closed Won", "Closed Lost")
+_STAGES = (
+    "Prospecting",
+    "Qualification",
+    "Needs Analysis",
+    "Proposal/Price Quote",
+    "Negotiation/Review",
+    "Closed Won",
+    "Closed Lost",
+)
 _INDUSTRIES = ("Technology", "Finance", "Healthcare", "Retail", "Manufacturing", "Education", "Media", "Energy")
 _TITLES = ("CEO", "CTO", "VP Sales", "Head of Operations", "Account Executive", "Procurement Manager")
 _TASK_STATUS = ("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred")
@@ -180,8 +187,10 @@ def _malformed(message: str) -> SoqlError:
 
 def _literal_ms(field_name: str, value: str) -> int:
     if value[:1] in ("'", '"'):
-        raise _malformed(f"value of filter criterion for field '{field_name}' must be of type dateTime "
-                         "and should not be enclosed in quotes")
+        raise _malformed(
+            f"value of filter criterion for field '{field_name}' must be of type dateTime "
+            "and should not be enclosed in quotes"
+        )
     if not _DATETIME_LITERAL.match(value):
         raise _malformed(f"line 1:0 no viable alternative at character '{value[:20]}'")
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -189,8 +198,14 @@ def _literal_ms(field_name: str, value: str) -> int:
 
 
 def _time_range(op: str, ms: int) -> list[tuple[int, int]]:
-    ranges = {">=": [(ms, INF)], ">": [(ms + 1, INF)], "<": [(-INF, ms)], "<=": [(-INF, ms + 1)],
-              "=": [(ms, ms + 1)], "!=": [(-INF, ms), (ms + 1, INF)]}
+    ranges = {
+        ">=": [(ms, INF)],
+        ">": [(ms + 1, INF)],
+        "<": [(-INF, ms)],
+        "<=": [(-INF, ms + 1)],
+        "=": [(ms, ms + 1)],
+        "!=": [(-INF, ms), (ms + 1, INF)],
+    }
     return ranges[op]
 
 
@@ -200,21 +215,29 @@ def parse_soql(text: str) -> Soql:
         raise _malformed("unexpected token: query must be SELECT <fields> FROM <object> ...")
     sobject = SOBJECTS.get(match["object"])
     if sobject is None:
-        raise SoqlError("INVALID_TYPE", f"sObject type '{match['object']}' is not supported. If you are "
-                        "attempting to use a custom object, be sure to append the '__c' after the entity name.")
+        raise SoqlError(
+            "INVALID_TYPE",
+            f"sObject type '{match['object']}' is not supported. If you are "
+            "attempting to use a custom object, be sure to append the '__c' after the entity name.",
+        )
     raw_fields = [f.strip() for f in match["fields"].split(",")]
     is_count = [f.upper() for f in raw_fields] == ["COUNT()"]
     for name in [] if is_count else raw_fields:
         if name not in sobject.field_names:
-            raise SoqlError("INVALID_FIELD", f"No such column '{name}' on entity '{sobject.name}'. If you are "
-                            "attempting to use a custom field, be sure to append the '__c' after the custom field "
-                            "name. Please reference your WSDL or the describe call for the appropriate names.")
+            raise SoqlError(
+                "INVALID_FIELD",
+                f"No such column '{name}' on entity '{sobject.name}'. If you are "
+                "attempting to use a custom field, be sure to append the '__c' after the custom field "
+                "name. Please reference your WSDL or the describe call for the appropriate names.",
+            )
     group = Group()
     for condition in re.split(r"\s+AND\s+", match["where"] or "", flags=re.IGNORECASE) if match["where"] else []:
         cond = _CONDITION.match(condition)
         if cond is None or cond["field"] not in _DATETIME_FIELDS:
-            raise _malformed(f"sandbox: WHERE supports {sorted(_DATETIME_FIELDS)} comparisons joined by AND, "
-                             f"got {condition.strip()!r}")
+            raise _malformed(
+                f"sandbox: WHERE supports {sorted(_DATETIME_FIELDS)} comparisons joined by AND, "
+                f"got {condition.strip()!r}"
+            )
         ranges = _time_range(cond["op"], _literal_ms(cond["field"], cond["value"]))
         group.ms = [(max(a, c), min(b, d)) for a, b in group.ms for c, d in ranges if max(a, c) < min(b, d)]
     order = match["order"]
@@ -399,9 +422,14 @@ class Salesforce(Vendor):
         cred = _credential(tenant)
         self._creds[cred.refresh_token] = cred
         self._client_ids.add(cred.client_id)
-        return {"credentials": {"client_id": cred.client_id, "client_secret": cred.client_secret,
-                                "refresh_token": cred.refresh_token},
-                "config": {"base_url": base_url}}
+        return {
+            "credentials": {
+                "client_id": cred.client_id,
+                "client_secret": cred.client_secret,
+                "refresh_token": cred.refresh_token,
+            },
+            "config": {"base_url": base_url},
+        }
 
     def is_auth_endpoint(self, req: SandboxRequest) -> bool:
         return req.subpath == "/services/oauth2/token"
@@ -429,8 +457,12 @@ class Salesforce(Vendor):
     def server_error(self, status: int) -> Response:
         if status == 503:
             return _errors(503, "SERVER_UNAVAILABLE", "Server is temporarily unavailable. Please try again later.")
-        return _errors(status, "UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this "
-                       "ErrorId if you contact support: 1234567890-12345 (-1234567890)")
+        return _errors(
+            status,
+            "UNKNOWN_EXCEPTION",
+            "An unexpected error occurred. Please include this "
+            "ErrorId if you contact support: 1234567890-12345 (-1234567890)",
+        )
 
     def _usage_headers(self) -> dict[str, str]:
         self._api_usage += 1
@@ -455,23 +487,28 @@ class Salesforce(Vendor):
         req = parsed(request)
         form = req.body if isinstance(req.body, dict) else {}
         if form.get("grant_type") != "refresh_token":
-            return json_response({"error": "unsupported_grant_type", "error_description": "grant type not supported"},
-                                 400)
+            return json_response(
+                {"error": "unsupported_grant_type", "error_description": "grant type not supported"}, 400
+            )
         client_id, client_secret = _client_auth(req)
         cred = self._creds.get(str(form.get("refresh_token", "")))
         if cred is None or client_id != cred.client_id:
             return json_response({"error": "invalid_grant", "error_description": "authentication failure"}, 400)
         if client_secret != cred.client_secret:
-            return json_response({"error": "invalid_client", "error_description": "invalid client credentials"},
-                                 400)
+            return json_response({"error": "invalid_client", "error_description": "invalid client credentials"}, 400)
         access = self.tokens.issue(cred.client_id, TOKEN_TTL_S, prefix="00DRO0000000001!AQ")
         instance = f"http://{req.headers.get('host', '127.0.0.1')}/{self.name}"
-        return json_response({
-            "access_token": access, "signature": base64.b64encode(uuid.uuid4().bytes).decode(),
-            "scope": "api refresh_token", "instance_url": instance,
-            "id": f"{instance}/id/00DRO0000000001AAA/005RO0000000001AAA", "token_type": "Bearer",
-            "issued_at": str(int(now_ms())),
-        })
+        return json_response(
+            {
+                "access_token": access,
+                "signature": base64.b64encode(uuid.uuid4().bytes).decode(),
+                "scope": "api refresh_token",
+                "instance_url": instance,
+                "id": f"{instance}/id/00DRO0000000001AAA/005RO0000000001AAA",
+                "token_type": "Bearer",
+                "issued_at": str(int(now_ms())),
+            }
+        )
 
     def _bad_version(self, version: str) -> Response | None:
         if _VERSION.match(version):
@@ -497,8 +534,9 @@ class Salesforce(Vendor):
         except SoqlError as exc:
             return _errors(400, exc.code, exc.message)
         if cursor.soql.is_count:
-            return json_response({"totalSize": cursor.total, "done": True, "records": []},
-                                 headers=self._usage_headers())
+            return json_response(
+                {"totalSize": cursor.total, "done": True, "records": []}, headers=self._usage_headers()
+            )
         key = f"01gRO{next(self._ids):010d}AAA"
         self._remember(self._cursors, key, cursor)
         return self._query_page(key, cursor, 0, _batch_size(req), req.subpath)
@@ -556,8 +594,13 @@ class Salesforce(Vendor):
             extra["fail_bulk_jobs"] = int(extra["fail_bulk_jobs"]) - 1
         polls = extra.get("bulk_polls_in_progress")
         job = BulkJob(
-            id=f"{JOB_ID_PREFIX}{next(self._ids):010d}AAA", operation=operation, cursor=cursor,
-            delimiter=delimiter, line_ending=line_ending, created=_json_datetime(int(now_ms())), fails=fails,
+            id=f"{JOB_ID_PREFIX}{next(self._ids):010d}AAA",
+            operation=operation,
+            cursor=cursor,
+            delimiter=delimiter,
+            line_ending=line_ending,
+            created=_json_datetime(int(now_ms())),
+            fails=fails,
             polls_in_progress=1 if polls is None else int(polls),
         )
         self._remember(self._jobs, job.id, job)
@@ -565,17 +608,25 @@ class Salesforce(Vendor):
 
     def _job_body(self, job: BulkJob, version: str) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "id": job.id, "operation": job.operation, "object": job.cursor.soql.sobject.name,
-            "createdById": "005RO0000000001AAA", "createdDate": job.created, "systemModstamp": job.created,
-            "state": job.state, "concurrencyMode": "Parallel", "contentType": "CSV",
-            "apiVersion": float(version[1:]), "jobType": "V2Query",
+            "id": job.id,
+            "operation": job.operation,
+            "object": job.cursor.soql.sobject.name,
+            "createdById": "005RO0000000001AAA",
+            "createdDate": job.created,
+            "systemModstamp": job.created,
+            "state": job.state,
+            "concurrencyMode": "Parallel",
+            "contentType": "CSV",
+            "apiVersion": float(version[1:]),
+            "jobType": "V2Query",
             "lineEnding": "CRLF" if job.line_ending == "\r\n" else "LF",
             "columnDelimiter": next(k for k, v in _DELIMITERS.items() if v == job.delimiter),
         }
         if job.polls:
             done = job.state == "JobComplete"
-            body.update(numberRecordsProcessed=job.cursor.total if done else 0, retries=0,
-                        totalProcessingTime=50 * job.polls)
+            body.update(
+                numberRecordsProcessed=job.cursor.total if done else 0, retries=0, totalProcessingTime=50 * job.polls
+            )
         if job.state == "Failed":
             body["errorMessage"] = "Failed to process query: FUNCTIONALITY_TEMPORARILY_UNAVAILABLE"
         return body
@@ -616,8 +667,11 @@ class Salesforce(Vendor):
         if isinstance(job, Response):
             return job
         if job.state != "JobComplete":
-            return _errors(412, "JOB_NOT_COMPLETE", f"Job {job_id} is in state {job.state}; results are "
-                           "available once it is JobComplete")
+            return _errors(
+                412,
+                "JOB_NOT_COMPLETE",
+                f"Job {job_id} is in state {job.state}; results are available once it is JobComplete",
+            )
         q = parsed(request).query
         try:
             offset = _decode_locator(str(_one(q["locator"]))) if q.get("locator") else 0

@@ -36,11 +36,7 @@ REVOKED_CAUSE = (
 
 # The seed's verifier (LW-3), verbatim.
 def verify_webhook(payload_body, signature_header, secret):
-    expected = 'sha256=' + hmac.new(
-        secret.encode(),
-        payload_body.encode(),
-        hashlib.sha256
-    ).hexdigest()
+    expected = "sha256=" + hmac.new(secret.encode(), payload_body.encode(), hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, signature_header)
 
 
@@ -85,7 +81,6 @@ def evaluate(sensor, instance, result, notifier, failure: bool = False):
         resources={"notifier": notifier},
     )
     return sensor(context.for_run_failure() if failure else context)
-
 
 
 SINK_SECONDS: list[float] = []
@@ -136,7 +131,9 @@ def test_sync_sends_progress_then_exactly_one_signed_completed(hooked, instance,
     # The loop always reports each entity's final count.
     assert {("deals", 120), ("contacts", 150), ("accounts", 60), ("tasks", 80)} <= final_progress(progress)
     assert progress[-1].envelope["data"]["progress"] == {
-        "current": 80, "total": None, "message": "HubSpot tasks: 80 records"
+        "current": 80,
+        "total": None,
+        "message": "HubSpot tasks: 80 records",
     }
 
     # Evaluated twice (a replayed tick): still one outbox row, one delivery.
@@ -151,12 +148,21 @@ def test_sync_sends_progress_then_exactly_one_signed_completed(hooked, instance,
         e: instance.fetch_materializations(
             AssetRecordsFilter(asset_key=AssetKey(["hubspot", e]), asset_partitions=[WS]),
             limit=1,
-        ).records[0].asset_materialization.metadata["watermark"].value
+        )
+        .records[0]
+        .asset_materialization.metadata["watermark"]
+        .value
         for e in ("deals", "contacts", "accounts", "tasks")
     }
     assert data["results"] == [
-        {"connector": "hubspot", "entity": e, "recordsSynced": n, "recordsFailed": 0, "mode": "full",
-         "watermark": watermarks[e]}
+        {
+            "connector": "hubspot",
+            "entity": e,
+            "recordsSynced": n,
+            "recordsFailed": 0,
+            "mode": "full",
+            "watermark": watermarks[e],
+        }
         for e, n in (("deals", 120), ("contacts", 150), ("accounts", 60), ("tasks", 80))
     ]
     assert (data["jobId"], data["syncId"], data["runId"], data["errors"]) == (run_id, run_id, run_id, [])
@@ -182,13 +188,16 @@ def test_test_event_reproduces_the_seed_payload_and_reports_the_answer(hooked, r
     envelope = received.envelope
     assert (envelope["event"], envelope["workspaceId"], envelope["data"]) == ("sync.progress", WS, TEST_EVENT_DATA)
     assert envelope["data"] == {
-        "jobType": "test", "progress": {"current": 50, "total": 100, "message": "Test webhook notification"}
+        "jobType": "test",
+        "progress": {"current": 50, "total": 100, "message": "Test webhook notification"},
     }
     assert_signed([received])
 
     receiver.status = 500
     assert notifier.send_test_event(WS) == {
-        "delivered": False, "statusCode": 500, "error": "receiver answered HTTP 500"
+        "delivered": False,
+        "statusCode": 500,
+        "error": "receiver answered HTTP 500",
     }
     # A test event is one attempt, never retried later.
     assert outbox() == [
@@ -236,7 +245,10 @@ def test_a_failure_that_will_be_retried_sends_nothing_until_the_final_outcome(ho
     assert rows("SELECT count(*) FROM webhook_deliveries WHERE event = 'sync.failed'") == [(0,)]
 
     retry = run_sync(
-        instance, HUBSPOT, WS, notifier=notifier,
+        instance,
+        HUBSPOT,
+        WS,
+        notifier=notifier,
         tags={"dagster/root_run_id": first.run_id, "dagster/parent_run_id": first.run_id},
     )
     assert not retry.success
@@ -263,7 +275,11 @@ def test_a_canceled_run_sends_sync_canceled(hooked, instance, receiver):
     assert sync_canceled_sensor(context) is None
     (canceled,) = receiver.wait_for("sync.canceled")
     assert canceled.envelope["data"] == {
-        "jobId": run.run_id, "syncId": run.run_id, "runId": run.run_id, "durationMs": None, "results": [],
+        "jobId": run.run_id,
+        "syncId": run.run_id,
+        "runId": run.run_id,
+        "durationMs": None,
+        "results": [],
         "errors": [],
     }
 
@@ -289,8 +305,10 @@ def test_edge3_slow_receiver_times_out_is_logged_and_retried_and_the_sync_is_on_
     assert 1 <= len(timed_out) <= 2
     assert {tuple(rest) for _, *rest in attempted} == {("pending", None, "timed out after 5 s")}
     for event_id in timed_out:
-        assert f"[Webhooks] sync.progress {event_id} to http://127.0.0.1:{receiver.port} failed on attempt 1: " \
-               "timed out after 5 s; retrying at " in caplog.text
+        assert (
+            f"[Webhooks] sync.progress {event_id} to http://127.0.0.1:{receiver.port} failed on attempt 1: "
+            "timed out after 5 s; retrying at " in caplog.text
+        )
     assert evaluate(sync_completed_sensor, instance, result, notifier) is None
 
     receiver.delay_s = 0
@@ -327,8 +345,10 @@ def test_500_then_refused_then_recovery_delivers_once_under_the_same_id(hooked, 
     assert (attempt.delivered, attempt.status_code, attempt.will_retry) == (False, None, True)
     assert attempt.error.startswith("connection failed")
     assert notifier.deliver_due().attempts == []  # backing off: 0.4 s after the second failure
-    assert f"[Webhooks] sync.completed {event_id} to http://127.0.0.1:{receiver.port} failed on attempt 2: " \
-           "connection failed" in caplog.text
+    assert (
+        f"[Webhooks] sync.completed {event_id} to http://127.0.0.1:{receiver.port} failed on attempt 2: "
+        "connection failed" in caplog.text
+    )
 
     receiver.status = 200
     receiver.start()
@@ -355,8 +375,10 @@ def test_delivery_gives_up_after_the_retry_horizon(hooked, receiver, caplog):
         time.sleep(0.05)
     ((status, attempts),) = rows("SELECT status, attempts FROM webhook_deliveries")
     assert status == "failed" and 2 <= attempts <= 4
-    assert f"sync.completed {event_id} to http://127.0.0.1:{receiver.port} failed on attempt {attempts}: " \
-           "connection failed" in caplog.text
+    assert (
+        f"sync.completed {event_id} to http://127.0.0.1:{receiver.port} failed on attempt {attempts}: "
+        "connection failed" in caplog.text
+    )
     assert caplog.text.rstrip().endswith("giving up")
 
 

@@ -42,9 +42,7 @@ class DeliveryReport:
     attempts: list[Attempt] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return (
-            f"delivered {self.delivered}, retrying {self.retrying}, failed {self.failed}, deferred {self.deferred}"
-        )
+        return f"delivered {self.delivered}, retrying {self.retrying}, failed {self.failed}, deferred {self.deferred}"
 
 
 def _host_header(dest: Destination) -> str:
@@ -59,15 +57,26 @@ def post(dest: Destination, body: str, headers: dict[str, str], timeout_s: float
     pool: Any
     if dest.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
-            dest.address, dest.port, timeout=timeout, retries=False, maxsize=1,
-            server_hostname=dest.host, assert_hostname=dest.host, cert_reqs="CERT_REQUIRED", ca_certs=certifi.where(),
+            dest.address,
+            dest.port,
+            timeout=timeout,
+            retries=False,
+            maxsize=1,
+            server_hostname=dest.host,
+            assert_hostname=dest.host,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=certifi.where(),
         )
     else:
         pool = urllib3.HTTPConnectionPool(dest.address, dest.port, timeout=timeout, retries=False, maxsize=1)
     try:
         response = pool.urlopen(
-            "POST", dest.target, body=body.encode(), headers={**headers, "Host": _host_header(dest)},
-            redirect=False, preload_content=True,
+            "POST",
+            dest.target,
+            body=body.encode(),
+            headers={**headers, "Host": _host_header(dest)},
+            redirect=False,
+            preload_content=True,
         )
         return response.status
     finally:

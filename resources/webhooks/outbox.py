@@ -138,15 +138,26 @@ def record_delivered(engine: Engine, row: Claimed, payload: str, status_code: in
             update(deliveries)
             .where(deliveries.c.id == row.id)
             .values(
-                status="delivered", payload=payload, attempts=row.attempts + 1, last_status_code=status_code,
-                last_error=None, delivered_at=now, next_attempt_at=None,
+                status="delivered",
+                payload=payload,
+                attempts=row.attempts + 1,
+                last_status_code=status_code,
+                last_error=None,
+                delivered_at=now,
+                next_attempt_at=None,
             )
         )
 
 
 def record_failed_attempt(
-    engine: Engine, row: Claimed, payload: str, status_code: int | None, error: str, policy: RetryPolicy,
-    *, permanent: bool = False,
+    engine: Engine,
+    row: Claimed,
+    payload: str,
+    status_code: int | None,
+    error: str,
+    policy: RetryPolicy,
+    *,
+    permanent: bool = False,
 ) -> datetime | None:
     """Record a failed attempt; returns when it will be retried (None: given up, status ``failed``)."""
     now = utcnow()
@@ -157,8 +168,12 @@ def record_failed_attempt(
             update(deliveries)
             .where(deliveries.c.id == row.id)
             .values(
-                status="pending" if retry_at else "failed", payload=payload, attempts=attempts,
-                last_status_code=status_code, last_error=error[:MAX_ERROR_CHARS], next_attempt_at=retry_at,
+                status="pending" if retry_at else "failed",
+                payload=payload,
+                attempts=attempts,
+                last_status_code=status_code,
+                last_error=error[:MAX_ERROR_CHARS],
+                next_attempt_at=retry_at,
             )
         )
     return retry_at

@@ -39,7 +39,10 @@ def test_a_real_run_ends_and_the_receiver_gets_one_signed_sync_completed(e2e):
         data = completed.envelope["data"]
         assert (data["jobId"], data["runId"], data["errors"]) == (run_id, run_id, [])
         assert [(r["entity"], r["recordsSynced"], r["mode"]) for r in data["results"]] == [
-            ("deals", 120, "full"), ("contacts", 150, "full"), ("accounts", 60, "full"), ("tasks", 80, "full")
+            ("deals", 120, "full"),
+            ("contacts", 150, "full"),
+            ("accounts", 60, "full"),
+            ("tasks", 80, "full"),
         ]
         progress = receiver.events("sync.progress")
         assert progress and {r.envelope["data"]["jobId"] for r in progress} == {run_id}
