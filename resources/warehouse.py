@@ -86,16 +86,13 @@ class WarehouseResource(ConfigurableResource):
         table: str,
         rows: Sequence[dict[str, Any]],
         failures: Sequence[dict[str, Any]],
-        sync_log_id: int,
     ) -> int:
-        """Upsert a page's good rows and dead-letter its bad ones, atomically; returns rows written."""
+        """Upsert a page's good rows and dead-letter its bad ones, atomically; returns rows written.
+        (The lease is renewed by the loop's heartbeat thread, not per page.)"""
         with self.engine.begin() as conn:
             written = upsert_rows(conn, schema.ENTITY_TABLES[table], rows) if rows else 0
             if failures:
                 conn.execute(insert(schema.sync_errors), list(failures))
-            conn.execute(
-                update(schema.sync_log).where(schema.sync_log.c.id == sync_log_id).values(heartbeat_at=utcnow())
-            )
         return written
 
     def heartbeat(self, sync_log_id: int) -> None:

@@ -4,7 +4,10 @@ watermark advanced only by committed rows, one MaterializeResult per entity afte
 
 from __future__ import annotations
 
+import logging
 import os
+import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +35,13 @@ FULL_REFRESH_TAG = "full_refresh"
 SYNC_TYPE_TAG = "sync_type"
 SYNC_ID_TAG = "sync_id"
 PROGRESS_INTERVAL_S = 2.0
+page_log = logging.getLogger("sync.pages")
+if not page_log.handlers:
+    _stdout = logging.StreamHandler(sys.stdout)
+    _stdout.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    page_log.addHandler(_stdout)
+    page_log.setLevel(logging.INFO)
+    page_log.propagate = False
 # The run's lease: a reaper fails runs whose heartbeat is older than the lease (sensors/reaper.py).
 HEARTBEAT_INTERVAL_S = float(os.environ.get("SYNC_HEARTBEAT_SECONDS", "20"))
 MAX_RUNTIME_TAG = "dagster/max_runtime"
@@ -158,10 +168,10 @@ class ConnectorSync:
         else:
             log.info(f"{self.connector.title} {entity.name}: full sync")
         total: int | None = None
-        for page in entity.fetch(self.client, since):
+        for page in prefetched(entity.fetch(self.client, since)):
             total = page.total if page.total is not None else total
             rows, failures = self.transform_page(entity, page.records, result, since, boundary_ids)
-            written = self.warehouse.commit_page(entity.table, rows, failures, log_id)
+            written = self.warehouse.commit_page(entity.table, rows, failures)
             # Only now is the page durable: the watermark may move past it.
             self.advance_watermark(result, rows)
             result.records_synced += written
@@ -230,10 +240,15 @@ class ConnectorSync:
     def report_progress(self, entity: Entity, result: EntityResult, total: int | None, final: bool = False) -> None:
         done = result.records_synced + result.records_failed
         message = f"{self.connector.title} {entity.name}: {done}{f'/{total}' if total else ''} records"
-        self.context.log.info(f"{message} ({result.pages} page(s))")
+        # Every page goes to the step's stdout (the run's compute logs); the Dagster event log, a
+        # database write per line, gets the same line at most every PROGRESS_INTERVAL_S and at the end.
+        page_log.info(f"{message} ({result.pages} page(s))")
         now = time.monotonic()
-        if self.progress and (final or now - self._last_progress >= PROGRESS_INTERVAL_S):
+        if final or now - self._last_progress >= PROGRESS_INTERVAL_S:
             self._last_progress = now
+            self.context.log.info(f"{message} ({result.pages} page(s))")
+            if not self.progress:
+                return
             try:
                 self.progress(self.connector.name, entity.name, done, total, message)
             except Exception as exc:  # progress is best effort: it never affects the sync
@@ -287,6 +302,48 @@ class ConnectorSync:
         )
         if not error:
             self.warehouse.mark_synced(self.workspace_id, self.connector.name, utcnow())
+
+
+_END = object()
+
+
+def prefetched(pages: Iterator[Any]) -> Iterator[Any]:
+    """Fetch the next page from the vendor in a background thread while the current one is
+    transformed and committed. Pages still come out in order, and only one is ever held ahead."""
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        handoff.put(page, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put(_END)
+        except BaseException as exc:  # surfaced in the consumer, with its traceback
+            handoff.put(exc)
+
+    thread = threading.Thread(target=produce, name="page-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        close = getattr(pages, "close", None)
+        thread.join(timeout=5)
+        if close and not thread.is_alive():
+            close()
 
 
 class Heartbeat:
