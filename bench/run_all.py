@@ -53,7 +53,7 @@ BENCHMARKS = (
     Bench("engine", (), 180, ""),
     Bench("salesforce_bulk", ("--sizes", "20000", "200000"), 180, ""),
     Bench("load", ("--rows", "50000", "--repeat", "3"), 240, "50k rows (default 200k)"),
-    Bench("e2e", (), 480, ""),
+    Bench("e2e", (), 900, ""),
     Bench("ratelimit", ("--minutes", "1"), 150, "1 min (default 3)"),
     Bench("orchestration", ("--parallel", "1,5"), 240, "parallel 1,5 (default 1,5,20)"),
     Bench("webhooks", ("--runs", "10"), 240, "10 runs (default 20)"),
