@@ -52,7 +52,7 @@ class Bench:
 BENCHMARKS = (
     Bench("engine", (), 180, ""),
     Bench("salesforce_bulk", ("--sizes", "20000", "200000"), 180, ""),
-    Bench("load", ("--rows", "50000", "--repeat", "3"), 240, "50k rows (default 200k)"),
+    Bench("load", ("--rows", "20000", "--repeat", "3"), 300, "20k rows (default 200k)"),
     Bench("e2e", (), 900, ""),
     Bench("ratelimit", ("--minutes", "1"), 150, "1 min (default 3)"),
     Bench("orchestration", ("--parallel", "1,5"), 240, "parallel 1,5 (default 1,5,20)"),
@@ -87,12 +87,18 @@ def shown(figure: str, value: str, note: str = "") -> Row:
 
 def rows_engine(r: dict[str, Any]) -> list[Row]:
     f = r["figures"]
-    return [
+    rows = [
         below(
             "engine CPU per record (replayed pages)", f["cpu_us_per_record"], r["targets"]["cpu_us_per_record"], " us"
         ),
         shown("engine wall per record incl. Postgres", f"{f['wall_us_per_record']:,.1f} us"),
     ]
+    if "per_page_cpu_us" in f:
+        split = (
+            f"{f['per_page_cpu_us'] / 1000:.2f} ms/page + {f['per_record_cpu_us_excluding_page_cost']:.1f} us/record"
+        )
+        rows.append(shown("engine CPU split (100 vs 1000 records/page)", split))
+    return rows
 
 
 def rows_e2e(r: dict[str, Any]) -> list[Row]:
@@ -188,6 +194,8 @@ def run(bench: Bench) -> dict[str, Any]:
     command = [sys.executable, str(ROOT / "bench" / f"{bench.name}.py"), *bench.args]
     log = RESULTS_DIR / f"{bench.name}.log"
     print(f"\n=== {bench.name}: {' '.join(['bench/' + bench.name + '.py', *bench.args])} (log: {log.name})", flush=True)
+    # A failed run must not leave the previous run's figures to be read as its own.
+    (RESULTS_DIR / f"{bench.name}.json").unlink(missing_ok=True)
     started = time.monotonic()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with log.open("w") as out:
