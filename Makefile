@@ -34,6 +34,14 @@ migrate: setup
 dev: setup
 	$(PY) -m scripts.stack dev
 
+## make bench: every benchmark in bench/ in quick settings (under 15 min), one table; writes bench/results.json.
+bench: setup $(VENV)/.bench-installed
+	$(PY) bench/run_all.py
+
+$(VENV)/.bench-installed: pyproject.toml
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	@touch $@
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
