@@ -114,6 +114,13 @@ def asset_links(page: Page) -> set[str]:
     return {href.removeprefix("/assets/") for href in hrefs if "?" not in href}
 
 
+def expect_metadata(page: Page, key: str, value: str) -> None:
+    """A metadata table shows exactly one row for `key`, with a cell holding exactly `value`."""
+    row = page.get_by_role("row").filter(has=page.get_by_role("cell", name=key, exact=True))
+    expect(row).to_have_count(1)
+    expect(row.get_by_role("cell", name=value, exact=True)).to_be_visible()
+
+
 def test_one_asset_group_per_connector_lists_its_entity_assets(synced, page):
     for connector in CONNECTORS:
         expected = {asset_key(connector, e).to_user_string() for e in connector.entities}
@@ -136,7 +143,13 @@ def test_workspace_partition_is_materialized_and_the_unsynced_one_is_not(synced,
     for state in ("Failed", "Materializing", "Missing"):
         page.get_by_text(f"{state} (", exact=False).click()
     expect(page.get_by_text(UNSYNCED, exact=True)).to_have_count(0)
-    expect(page.get_by_text(WORKSPACE, exact=True).first).to_be_visible()
+    page.get_by_text(WORKSPACE, exact=True).first.click()
+    # The selected partition's latest materialization: the sync's run, with its metadata.
+    expect(page.get_by_text("Materialized", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name=synced.run_id[:8])).to_have_attribute(
+        "href", re.compile(f"^/runs/{synced.run_id}")
+    )
+    expect_metadata(page, "records_synced", str(SIZES["hubspot"]["deals"] - 1))
     screenshot(page, "partitions_materialized")
 
 
@@ -154,9 +167,7 @@ def test_asset_page_shows_the_sync_metadata(synced, page):
         "watermark": iso(watermark),
     }
     for key, value in metadata.items():
-        row = page.get_by_role("row").filter(has=page.get_by_text(key, exact=True))
-        expect(row).to_have_count(1)
-        expect(row.get_by_role("cell").last).to_have_text(value)
+        expect_metadata(page, key, value)
     screenshot(page, "asset_metadata_hubspot_deals")
 
 
@@ -166,7 +177,7 @@ def test_warn_check_fails_on_the_asset_with_the_bad_record_and_passes_elsewhere(
     expect(page.get_by_text(FAILED_RECORDS_CHECK, exact=True).first).to_be_visible()
     # "Failed" twice: under the check's name in the list, and as its latest evaluation result.
     expect(page.get_by_text("Failed", exact=True)).to_have_count(2)
-    expect(page.get_by_role("row").filter(has=page.get_by_text("records_failed", exact=True))).to_contain_text("1")
+    expect_metadata(page, "records_failed", "1")
     screenshot(page, "check_failed_hubspot_deals")
 
     page.goto("/assets/hubspot/contacts?view=checks")
