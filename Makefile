@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)
 export DEMO_DIR ?= $(CURDIR)/.demo
 
-.PHONY: setup demo test migrate dev lint bench up down
+.PHONY: setup demo test browser-test migrate dev lint bench up down
 
 setup: $(STAMP)
 
@@ -25,6 +25,11 @@ demo: setup
 test: setup
 	$(PY) -m scripts.check_postgres
 	$(PY) -m pytest -p no:cacheprovider
+
+## make browser-test: the Dagster UI (and the API's /docs) checked in headless Chromium; screenshots in .run/screenshots/.
+browser-test: setup
+	$(PY) -m scripts.check_postgres
+	$(PY) -m pytest -p no:cacheprovider tests/e2e/test_browser.py
 
 ## make migrate: apply Alembic migrations to WAREHOUSE_URL (default: the demo's SQLite).
 migrate: setup

@@ -1,0 +1,206 @@
+"""The Dagster UI (and the REST API's /docs) in a real browser after a real sync: Playwright for Python
+driving Debian's Chromium headless (/usr/bin/chromium; no browser download). One workspace syncs every
+sandbox connector with one bad HubSpot deal injected; the tests then read what a data engineer would see.
+Screenshots land in .run/screenshots/ (one per check, named after it)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import requests
+from dagster import DagsterRunStatus
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from resources.control_plane import upsert_connection, upsert_workspace
+from resources.db import get_engine
+from resources.hubspot import HubSpotResource
+from resources.settings import warehouse_url
+from resources.warehouse import WarehouseResource
+from sync_assets import CONNECTORS
+from sync_assets.loop import FAILED_RECORDS_CHECK, asset_key, iso
+from sync_assets.partitions import WORKSPACE_PARTITIONS_NAME
+from tests.stack import LOCATION, Stack
+from tests.support import REPO, rows
+
+WORKSPACE = "browser-ws"
+UNSYNCED = "browser-pending"  # a registered partition that never syncs: the contrast for "materialized"
+SIZES = {
+    "hubspot": {"deals": 30, "contacts": 20, "companies": 10, "tasks": 10},
+    "salesforce": {"Opportunity": 20, "Contact": 20, "Account": 10, "Task": 10},
+    "monday": {"boards": 1, "items": 20},
+    "google_drive": {"files": 20},
+}
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags Chromium keeps dialling Google's hosts on the closed network.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+UI_TIMEOUT_MS = 60_000  # the webserver shares 2 cores with the daemon and other test sessions
+SCREENSHOTS = REPO / ".run" / "screenshots"
+
+
+@dataclass
+class SyncedWorkspace:
+    run_id: str
+    bad_deal_id: str
+
+
+@pytest.fixture(scope="module")
+def synced(stack: Stack, pg_url: str) -> Iterator[SyncedWorkspace]:
+    """One `sync_workspace` run of every connector the sandbox offers, with one bad HubSpot deal."""
+    stack.sandbox.reset(sizes=SIZES)
+    offered = stack.sandbox.connections()
+    assert sorted(offered) == sorted(c.name for c in CONNECTORS)
+    engine = get_engine(warehouse_url())
+    upsert_workspace(engine, WORKSPACE, "Browser check")
+    for name, connection in offered.items():
+        upsert_connection(engine, WORKSPACE, name, connection["credentials"], connection["config"])
+    stack.instance.add_dynamic_partitions(WORKSPACE_PARTITIONS_NAME, [WORKSPACE, UNSYNCED])
+
+    hubspot = HubSpotResource().client_for(WarehouseResource().get_connection(WORKSPACE, "hubspot"))
+    bad_deal_id = next(hubspot.list_objects("deals", ["dealname"])).records[0].id
+    stack.sandbox.faults("hubspot", bad_records=[bad_deal_id])
+    run_id = stack.launch("sync_workspace", WORKSPACE)
+    run = stack.wait_for_run(run_id, timeout_s=300)
+    stack.sandbox.clear_faults("hubspot")
+    assert run.status == DagsterRunStatus.SUCCESS
+    yield SyncedWorkspace(run_id, bad_deal_id)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    expect.set_options(timeout=UI_TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, stack: Stack) -> Iterator[Page]:
+    # A first visit on localhost opens Dagster's "Join the community" dialog over the page; dismiss it as
+    # its Skip button does, for the whole instance.
+    dismissed = requests.post(
+        f"http://127.0.0.1:{stack.dagster_port}/graphql", json={"query": "mutation { setNuxSeen }"}, timeout=30
+    )
+    assert dismissed.json() == {"data": {"setNuxSeen": True}}
+    context = browser.new_context(
+        viewport={"width": 1400, "height": 900}, base_url=f"http://127.0.0.1:{stack.dagster_port}"
+    )
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+def screenshot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def asset_links(page: Page) -> set[str]:
+    """The asset keys a list page links to (its asset-name column)."""
+    hrefs = page.locator('a[href^="/assets/"]').evaluate_all("links => links.map(a => a.getAttribute('href'))")
+    return {href.removeprefix("/assets/") for href in hrefs if "?" not in href}
+
+
+def expect_metadata(page: Page, key: str, value: str) -> None:
+    """A metadata table shows exactly one row for `key`, with a cell holding exactly `value`."""
+    row = page.get_by_role("row").filter(has=page.get_by_role("cell", name=key, exact=True))
+    expect(row).to_have_count(1)
+    expect(row.get_by_role("cell", name=value, exact=True)).to_be_visible()
+
+
+def test_one_asset_group_per_connector_lists_its_entity_assets(synced, page):
+    for connector in CONNECTORS:
+        expected = {asset_key(connector, e).to_user_string() for e in connector.entities}
+        page.goto(f"/locations/{LOCATION}/asset-groups/{connector.name}/list")
+        expect(page.get_by_text(f"{connector.name}", exact=True).first).to_be_visible()
+        for key in expected:
+            expect(page.get_by_role("link", name=key.replace("/", " / ")).first).to_be_visible()
+        # Wait for the status column too, so the screenshot shows each asset's partition counts.
+        expect(page.get_by_text(re.compile(r"^\d+ partitions?$"))).to_have_count(len(expected))
+        screenshot(page, f"group_{connector.name}")
+        assert asset_links(page) == expected
+
+
+def test_workspace_partition_is_materialized_and_the_unsynced_one_is_not(synced, page):
+    page.goto("/assets/hubspot/deals?view=partitions")
+    expect(page.get_by_text("Materialized (1)")).to_be_visible()
+    expect(page.get_by_text("Missing (1)")).to_be_visible()
+    # The list truncates long keys with a hidden copy beside each; .first is the shown one.
+    expect(page.get_by_text(UNSYNCED, exact=True).first).to_be_visible()
+    for state in ("Failed", "Materializing", "Missing"):
+        page.get_by_text(f"{state} (", exact=False).click()
+    expect(page.get_by_text(UNSYNCED, exact=True)).to_have_count(0)
+    page.get_by_text(WORKSPACE, exact=True).first.click()
+    # The selected partition's latest materialization: the sync's run, with its metadata.
+    expect(page.get_by_text("Materialized", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name=synced.run_id[:8])).to_have_attribute(
+        "href", re.compile(f"^/runs/{synced.run_id}")
+    )
+    expect_metadata(page, "records_synced", str(SIZES["hubspot"]["deals"] - 1))
+    screenshot(page, "partitions_materialized")
+
+
+def test_asset_page_shows_the_sync_metadata(synced, page):
+    committed, watermark = rows(
+        "SELECT count(*), max(source_updated_at) FROM deals WHERE workspace_id = :w AND source = 'hubspot'",
+        w=WORKSPACE,
+    )[0]
+    assert committed == SIZES["hubspot"]["deals"] - 1
+    page.goto("/assets/hubspot/deals")
+    metadata = {
+        "records_synced": str(committed),
+        "records_failed": "1",
+        "mode": "full",
+        "watermark": iso(watermark),
+    }
+    for key, value in metadata.items():
+        expect_metadata(page, key, value)
+    screenshot(page, "asset_metadata_hubspot_deals")
+
+
+def test_warn_check_fails_on_the_asset_with_the_bad_record_and_passes_elsewhere(synced, page):
+    page.goto("/assets/hubspot/deals?view=checks")
+    expect(page.get_by_text("This is a non-blocking asset check.")).to_be_visible()
+    expect(page.get_by_text(FAILED_RECORDS_CHECK, exact=True).first).to_be_visible()
+    # "Failed" twice: under the check's name in the list, and as its latest evaluation result.
+    expect(page.get_by_text("Failed", exact=True)).to_have_count(2)
+    expect_metadata(page, "records_failed", "1")
+    screenshot(page, "check_failed_hubspot_deals")
+
+    page.goto("/assets/hubspot/contacts?view=checks")
+    expect(page.get_by_text(FAILED_RECORDS_CHECK, exact=True).first).to_be_visible()
+    expect(page.get_by_text("Succeeded", exact=True)).to_be_visible()
+    expect(page.get_by_text("Passed", exact=True)).to_be_visible()
+    expect(page.get_by_text("Failed", exact=True)).to_have_count(0)
+    screenshot(page, "check_passed_hubspot_contacts")
+
+
+def test_api_docs_page_renders_when_the_stack_runs_the_api(synced, stack, browser):
+    """Runs the API check when the stack started the API (it does whenever api/app.py exists)."""
+    runs_api = any(service.name == "api" for service in stack.services)
+    assert runs_api == (REPO / "api" / "app.py").exists()
+    if not runs_api:
+        return
+    spec = requests.get(f"{stack.api_url}/openapi.json", timeout=30).json()
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    docs = context.new_page()
+    docs.goto(f"{stack.api_url}/docs")
+    expect(docs.get_by_text(spec["info"]["title"]).first).to_be_visible()
+    for path in spec["paths"]:
+        expect(docs.locator(f'[data-path="{path}"]').first).to_be_visible()
+    screenshot(docs, "api_docs")
+    context.close()
