@@ -94,9 +94,13 @@ def step_executions(stack: Stack, run_id: str) -> list[StepExecution]:
     events = stack.instance.all_logs(run_id)
     for i, event in enumerate(events):
         dagster_event = event.dagster_event
-        if not (dagster_event and (event.user_message or "").endswith("in celery worker")):
+        if not (dagster_event and dagster_event.event_type == DagsterEventType.ENGINE_EVENT):
             continue
-        worker = dagster_event.engine_event_data.metadata["Celery worker"].value
+        # dagster-celery's task reports "Executing steps <key> in celery worker" with the node name.
+        worker = dagster_event.engine_event_data.metadata.get("Celery worker")
+        if worker is None:
+            continue
+        worker = worker.value
         ended = next(
             (
                 later.timestamp
@@ -151,7 +155,9 @@ def test_four_workspaces_spread_over_both_workers_and_match_a_single_machine_run
     launched = {ws: stack.launch("sync_workspace", ws, assets=selection) for ws in workspaces}
     again = stack.launch("sync_workspace", "celery-1", assets=selection)  # queued behind the first celery-1 run
     runs = {ws: stack.wait_for_run(run_id, timeout_s=150) for ws, run_id in launched.items()}
-    assert {ws: r.status for ws, r in runs.items()} == dict.fromkeys(workspaces, DagsterRunStatus.SUCCESS)
+    assert {ws: r.status for ws, r in runs.items()} == dict.fromkeys(workspaces, DagsterRunStatus.SUCCESS), [
+        failure_messages(stack, run_id) for run_id in launched.values()
+    ]
     assert stack.wait_for_run(again, timeout_s=120).status == DagsterRunStatus.SUCCESS
 
     # Every step ran on a Celery worker, and both workers (two processes) took steps.
@@ -198,3 +204,65 @@ def connector_assets(*names: str) -> list:
     import definitions
 
     return [a for a in definitions.connector_assets if a.node_def.name in {f"{n}_sync" for n in names}]
+
+
+def wait_until(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise TimeoutError(f"{what} not reached within {timeout_s}s")
+
+
+def test_a_killed_workers_step_is_redelivered_to_the_other_worker_without_loss_or_duplicates(celery):
+    stack = celery.stack
+    stack.sandbox.reset(sizes={"hubspot": {"deals": 600, "contacts": 150, "companies": 60, "tasks": 80}})
+    stack.sandbox.faults("hubspot", latency_ms=400)
+    selection = register(stack, "celery-kill", ("hubspot",), rate_limit=False)
+    run_id = stack.launch("sync_workspace", "celery-kill", assets=selection)
+
+    # Mid-sync: the step is on a worker and has committed some pages, but not all.
+    running = wait_until(lambda: step_executions(stack, run_id), 120, "the step picked up by a worker")[0]
+    deals = "SELECT count(*) FROM deals WHERE workspace_id = 'celery-kill'"
+    wait_until(lambda: rows(deals)[0][0] > 0, 60, "a committed page")
+    victim = next(w for w in celery.pool if running.worker.startswith(f"{w.name}@"))
+    workers.kill_worker(victim)
+    committed_before_the_kill = rows(deals)[0][0]
+    assert 0 < committed_before_the_kill < 600
+    try:
+        run = stack.wait_for_run(run_id, timeout_s=150)
+        assert run.status == DagsterRunStatus.SUCCESS, failure_messages(stack, run_id)
+        first, second = step_executions(stack, run_id)
+        assert (first.step, first.worker, second.step) == ("hubspot_sync", running.worker, "hubspot_sync")
+        assert second.worker != first.worker and second.pid != first.pid
+        for table, count in {"deals": 600, "contacts": 150, "accounts": 60, "tasks": 80}.items():
+            counted = rows(
+                f"SELECT count(*), count(DISTINCT source_id) FROM {table} WHERE workspace_id = 'celery-kill'"
+            )
+            assert counted == [(count, count)], (table, counted)
+        # The dead attempt's sync record is closed by the lease reaper; the run it belonged to was not failed.
+        closed = wait_until(
+            lambda: (
+                rows("SELECT status, error FROM sync_log WHERE run_id = :r ORDER BY id", r=run_id)
+                if not rows("SELECT 1 FROM sync_log WHERE run_id = :r AND status = 'running'", r=run_id)
+                else None
+            ),
+            60,
+            "the dead attempt's sync_log row reaped",
+        )
+        assert [s for s, _ in closed] == ["failed", "completed"]
+        assert closed[0][1].startswith("Sync worker lost: no heartbeat for ")
+        assert stack.instance.get_run_by_id(run_id).status == DagsterRunStatus.SUCCESS
+    finally:
+        celery.restart(victim)
+
+
+def failure_messages(stack: Stack, run_id: str) -> list[str]:
+    found = []
+    for event in stack.instance.all_logs(run_id):
+        error = getattr(event.dagster_event.event_specific_data, "error", None) if event.dagster_event else None
+        if error is not None:
+            found.append(f"{event.step_key}: {error.to_string()[:2000]}")
+    return found
