@@ -47,7 +47,12 @@ class CeleryPlatform:
 def platform(pg_url: str) -> Iterator[CeleryPlatform]:
     vhost = f"sync_test_{os.getpid()}_{secrets.token_hex(3)}"
     broker = workers.create_vhost(vhost)
-    stack = start_stack(pg_url, with_api=False, extra_env={"SYNC_EXECUTOR": "celery", "SYNC_CELERY_BROKER": broker})
+    stack = start_stack(
+        pg_url,
+        with_api=False,
+        # Four runs start at once on two shared cores: give the code server's run launch room (default 60 s).
+        extra_env={"SYNC_EXECUTOR": "celery", "SYNC_CELERY_BROKER": broker, "DAGSTER_GRPC_TIMEOUT_SECONDS": "180"},
+    )
     try:
         pool = workers.start_workers(2, stack.env, stack.home / "logs")
         try:
