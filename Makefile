@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)
 export DEMO_DIR ?= $(CURDIR)/.demo
 
-.PHONY: setup demo test browser-test migrate dev lint bench up down
+.PHONY: setup demo test browser-test migrate dev lint bench up down workers workers-down
 
 setup: $(STAMP)
 
@@ -57,3 +57,13 @@ up: setup
 
 down:
 	$(PY) -m scripts.stack down
+
+## make workers N=2: N Celery workers for sync_workspace steps (needs SYNC_EXECUTOR=celery on the stack, RabbitMQ,
+## and the `make up` variables). Foreground, Ctrl-C stops them; DETACH=1 leaves them running (make workers-down).
+N ?= 2
+CONCURRENCY ?= 1
+workers: setup
+	$(PY) -m scripts.workers up --count $(N) --concurrency $(CONCURRENCY) $(if $(DETACH),--detach)
+
+workers-down:
+	$(PY) -m scripts.workers down

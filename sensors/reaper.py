@@ -1,6 +1,7 @@
 """Fails runs whose worker died: the default run launcher cannot see a crashed run process, so each
 sync holds a lease (sync_log.heartbeat_at, renewed by the sync loop) and this sensor reaps runs whose
-lease expired, freeing the workspace's queue slot."""
+lease expired, freeing the workspace's queue slot. A run that still has a live sync (a step redelivered to
+another Celery worker after its first worker died) keeps running: only the dead attempt is closed."""
 
 from __future__ import annotations
 
@@ -43,6 +44,11 @@ def stale_run_reaper(context: SensorEvaluationContext, warehouse: WarehouseResou
                 log.c.status == "running", log.c.heartbeat_at < cutoff
             )
         ).all()
+        live_runs = set(
+            conn.execute(
+                select(log.c.run_id).where(log.c.status == "running", log.c.heartbeat_at >= cutoff).distinct()
+            ).scalars()
+        )
         reaped_runs: set[str] = set()
         for row_id, run_id, heartbeat_at in stale:
             beat = heartbeat_at if heartbeat_at.tzinfo else heartbeat_at.replace(tzinfo=now.tzinfo)
@@ -53,7 +59,7 @@ def stale_run_reaper(context: SensorEvaluationContext, warehouse: WarehouseResou
                 .values(status="failed", error=message, completed_at=now)
             )
             run = context.instance.get_run_by_id(run_id) if run_id else None
-            if run is not None and run.status in ALIVE and run_id not in reaped_runs:
+            if run is not None and run.status in ALIVE and run_id not in reaped_runs | live_runs:
                 context.instance.report_run_failed(run, message)
                 reaped_runs.add(run_id)
             context.log.warning(message)
