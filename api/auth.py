@@ -89,5 +89,8 @@ def workspace_access(workspace_id: str, who: Principal = Depends(principal)) -> 
     return workspace_id
 
 
-def admin_workspace_access(workspace_id: str, who: Principal = Depends(admin)) -> str:
-    return workspace_access(workspace_id, who)
+def admin_workspace_access(workspace_id: str, who: Principal = Depends(principal)) -> str:
+    """Admin-only on a workspace: another workspace's token still sees a 404, its own a 403."""
+    found = workspace_access(workspace_id, who)
+    admin(who)
+    return found

@@ -83,7 +83,9 @@ class DagsterGateway:
         except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
             raise DagsterUnavailable(type(exc).__name__) from None
         if result.get("__typename") != "LaunchRunSuccess":
-            raise DagsterUnavailable(f"{result.get('__typename')}: {result.get('message', '')}".strip())
+            # The first line names the cause; the rest is a remote traceback.
+            first_line = (result.get("message") or "").strip().split("\n")[0][:300]
+            raise DagsterUnavailable(f"{result.get('__typename')}: {first_line}")
         return result["run"]["runId"]
 
     def ensure_partition(self, workspace_id: str) -> None:

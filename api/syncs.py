@@ -4,6 +4,7 @@ jobs, status and history. A job is a Dagster run; its id is the run id (DESIGN.m
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -98,6 +99,7 @@ def trigger(
     else:
         raise not_found(f"active connections of workspace {workspace_id!r}")
 
+    started = time.perf_counter()
     sync_id = str(uuid.uuid4())
     log = schema.sync_log
     conflict: str | None = None
@@ -135,10 +137,19 @@ def trigger(
                 conflict = f"a {running.connector_type} sync of workspace {workspace_id!r} is still running"
             else:
                 gateway.ensure_partition(workspace_id)
+                launch_started = time.perf_counter()
                 job_id = gateway.launch(job_name, workspace_id, run_tags(sync_id, options), assets)
+                launch_ms = (time.perf_counter() - launch_started) * 1000
     if conflict:
         raise ApiError(409, "sync_in_progress", conflict)
-    logger.info("queued %s for workspace %s: job %s", job_name, workspace_id, job_id)
+    logger.info(
+        "queued %s for workspace %s: job %s in %.0f ms (GraphQL launch %.0f ms)",
+        job_name,
+        workspace_id,
+        job_id,
+        (time.perf_counter() - started) * 1000,
+        launch_ms,
+    )
     return Accepted(sync_id, job_id)
 
 
