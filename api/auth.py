@@ -16,6 +16,7 @@ from sqlalchemy import Engine, insert, select
 from api import config
 from api.errors import ApiError, not_found
 from resources import schema
+from sync_assets.partitions import WORKSPACE_KEY_PATTERN
 
 TOKEN_PREFIX = "ssw_"
 bearer = HTTPBearer(auto_error=False, description="The admin token or a workspace token")
@@ -79,7 +80,8 @@ def admin(who: Principal = Depends(principal)) -> Principal:
 
 def workspace_access(workspace_id: str, who: Principal = Depends(principal)) -> str:
     """The path's workspace, if the caller may see it and it exists; otherwise 404 either way."""
-    if not who.can_reach(workspace_id):
+    # An id that is no valid partition key cannot exist (and is never sent to the database).
+    if not who.can_reach(workspace_id) or not WORKSPACE_KEY_PATTERN.match(workspace_id):
         raise not_found(f"workspace {workspace_id!r}")
     ws = schema.workspaces
     with config.engine().connect() as conn:

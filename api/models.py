@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from api.webhook_config import InvalidWebhookUrl, validate_webhook_url
 from sync_assets.partitions import WORKSPACE_KEY_PATTERN
 
 JobStatus = Literal["queued", "running", "completed", "completed_with_errors", "failed", "canceled"]
 MAX_TIMEOUT_MS = 7 * 24 * 3600 * 1000
+
+
+def no_nul(value: Any) -> Any:
+    """Postgres text and jsonb cannot hold NUL characters: refuse them as input (400), not at the INSERT."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            no_nul(key)
+            no_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            no_nul(item)
+    return value
+
+
+Text = Annotated[str, AfterValidator(no_nul)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(no_nul)]
 
 
 class Strict(BaseModel):
@@ -22,7 +40,7 @@ class Strict(BaseModel):
 
 class WorkspaceCreate(Strict):
     id: str = Field(pattern=WORKSPACE_KEY_PATTERN.pattern, description="1-63 of a-z 0-9 _ -, first a-z or 0-9")
-    name: str = Field(min_length=1, max_length=255)
+    name: Text = Field(min_length=1, max_length=255)
 
 
 class Workspace(BaseModel):
@@ -36,7 +54,7 @@ class Workspace(BaseModel):
 
 
 class TokenCreate(Strict):
-    name: str | None = Field(default=None, max_length=255)
+    name: Text | None = Field(default=None, max_length=255)
 
 
 class TokenIssued(BaseModel):
@@ -49,7 +67,7 @@ class TokenIssued(BaseModel):
 
 class ConnectionPut(Strict):
     credentials: dict[str, Any] = Field(min_length=1, description="Encrypted at rest; never returned")
-    config: dict[str, Any] = Field(default_factory=dict, description="e.g. base_url, rate_limit")
+    config: JsonObject = Field(default_factory=dict, description="e.g. base_url, rate_limit")
 
 
 class Connection(BaseModel):
@@ -166,8 +184,8 @@ class SyncStatus(BaseModel):
 
 
 class WebhookPut(Strict):
-    webhookUrl: str = Field(max_length=2048, description="An absolute http:// or https:// URL")
-    webhookSecret: str = Field(min_length=1, max_length=1024, description="HMAC-SHA256 key; never returned")
+    webhookUrl: Text = Field(max_length=2048, description="An absolute http:// or https:// URL")
+    webhookSecret: Text = Field(min_length=1, max_length=1024, description="HMAC-SHA256 key; never returned")
 
     @field_validator("webhookUrl")
     @classmethod

@@ -129,6 +129,6 @@ def put_connection(
 
 @router.delete("/{workspace_id}/connections/{connector}", status_code=204, response_class=Response)
 def remove_connection(connector: str, workspace_id: str = Depends(auth.workspace_access)) -> Response:
-    if not delete_connection(config.engine(), workspace_id, connector):
+    if connector not in CONNECTORS_BY_NAME or not delete_connection(config.engine(), workspace_id, connector):
         raise not_found(f"{connector} connection of workspace {workspace_id!r}")
     return Response(status_code=204)

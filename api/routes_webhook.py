@@ -69,7 +69,7 @@ def list_deliveries(
 @router.post("/deliveries/{delivery_id}/redeliver", status_code=202, response_model=Delivery)
 def redeliver_delivery(delivery_id: str, workspace_id: str = Depends(auth.workspace_access)) -> dict[str, Any]:
     """Queue the delivery again now (same event id and body, re-signed on send)."""
-    row = redeliver(config.engine(), workspace_id, delivery_id)
+    row = None if "\x00" in delivery_id else redeliver(config.engine(), workspace_id, delivery_id)
     if row is None:
         raise not_found(f"delivery {delivery_id!r}")
     return delivery_view(row)

@@ -152,6 +152,10 @@ def test_management_endpoints(api, e2e):
         "invalid_request",
     )
     assert error(api.call("PUT", "/api/workspaces/mgmt-ws/connections/hubspot", json={"credentials": {}}))[0] == 400
+    nul = {"credentials": {"a": "b"}, "config": {"base_url": "http://x\u0000"}}
+    assert error(api.call("PUT", "/api/workspaces/mgmt-ws/connections/hubspot", json=nul)) == (400, "invalid_request")
+    assert error(api.call("POST", "/api/workspaces", json={"id": "nul-ws", "name": "a\u0000b"}))[0] == 400
+    assert error(api.call("GET", "/api/workspaces/mgmt%00ws")) == (404, "not_found")
     listed = api.call("GET", "/api/workspaces/mgmt-ws/connections").json()
     assert [c["connector"] for c in listed["connections"]] == ["hubspot"]
     assert api.call("GET", "/api/workspaces/mgmt-ws").json()["connections"] == ["hubspot"]
