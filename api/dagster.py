@@ -48,18 +48,10 @@ class DagsterUnavailable(ApiError):
 class DagsterGateway:
     def __init__(self, graphql_url: str) -> None:
         self.graphql_url = graphql_url
-        self._local = threading.local()
 
     @cached_property
     def instance(self) -> DagsterInstance:
         return DagsterInstance.get()
-
-    def _session(self) -> requests.Session:
-        # One keep-alive session per worker thread: requests.Session is not documented as thread-safe.
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-        return session
 
     def launch(
         self, job_name: str, workspace_id: str, tags: dict[str, str], asset_keys: Sequence[str] | None = None
@@ -75,7 +67,9 @@ class DagsterGateway:
             "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in all_tags.items()]},
         }
         try:
-            response = self._session().post(
+            # A fresh connection per launch: a pooled keep-alive one the webserver has just closed would
+            # fail the POST, and a launch must not be retried blindly.
+            response = requests.post(
                 self.graphql_url, json={"query": LAUNCH_RUN, "variables": {"executionParams": params}}, timeout=30
             )
             response.raise_for_status()

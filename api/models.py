@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from api.webhook_config import InvalidWebhookUrl, validate_webhook_url
+from resources.webhooks.destination import InvalidWebhookUrl, validate_webhook_url
 from sync_assets.partitions import WORKSPACE_KEY_PATTERN
 
 JobStatus = Literal["queued", "running", "completed", "completed_with_errors", "failed", "canceled"]

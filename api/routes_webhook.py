@@ -10,8 +10,9 @@ from api import auth, config
 from api.errors import ERROR_RESPONSES, not_found
 from api.models import Delivery, DeliveryList, Webhook, WebhookPut, WebhookTestResult
 from api.syncs import iso
-from api.webhook_config import clear_webhook, deliveries, redeliver, set_webhook, webhook_view
-from api.webhook_test import send_test_event
+from api.webhook_config import deliveries, redeliver, webhook_view
+from resources.webhooks.config import clear_webhook, set_webhook
+from resources.webhooks.delivery import send_test_event
 
 router = APIRouter(prefix="/api/workspaces/{workspace_id}/webhook", tags=["webhooks"], responses=ERROR_RESPONSES)
 
@@ -52,7 +53,8 @@ def delete_webhook(workspace_id: str = Depends(auth.workspace_access)) -> Respon
 
 @router.post("/test", response_model=WebhookTestResult)
 def test_webhook(workspace_id: str = Depends(auth.workspace_access)) -> dict[str, Any]:
-    """Send the seed's test event (a signed sync.progress) now and report the receiver's answer."""
+    """Send the seed's test event (a signed sync.progress) now and report the receiver's answer; it is
+    logged in the deliveries like any event."""
     return send_test_event(config.engine(), workspace_id)
 
 

@@ -1,50 +1,13 @@
-"""A workspace's webhook settings and delivery log, as the API reads and changes them."""
+"""What the API reads of a workspace's webhook and its delivery log (``webhook_deliveries``); setting,
+clearing and sending live in resources/webhooks."""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, func, select, update
 
 from resources import schema
-from resources.secrets import encrypt_text
-
-
-class InvalidWebhookUrl(ValueError):
-    pass
-
-
-def validate_webhook_url(url: str) -> str:
-    """EDGE-2: only absolute http(s) URLs with a host; addresses are vetted when a delivery is sent."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidWebhookUrl("the webhook URL must be an absolute http:// or https:// URL")
-    try:
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError:
-        raise InvalidWebhookUrl("the webhook URL has an invalid port") from None
-    return url.strip()
-
-
-def set_webhook(engine: Engine, workspace_id: str, url: str, secret: str) -> None:
-    ws = schema.workspaces
-    with engine.begin() as conn:
-        conn.execute(
-            update(ws)
-            .where(ws.c.id == workspace_id)
-            .values(webhook_url=url, webhook_secret=encrypt_text(secret), updated_at=func.now())
-        )
-
-
-def clear_webhook(engine: Engine, workspace_id: str) -> None:
-    ws = schema.workspaces
-    with engine.begin() as conn:
-        conn.execute(
-            update(ws)
-            .where(ws.c.id == workspace_id)
-            .values(webhook_url=None, webhook_secret=None, updated_at=func.now())
-        )
 
 
 def webhook_view(engine: Engine, workspace_id: str) -> dict[str, Any]:
