@@ -29,6 +29,8 @@ IN_FLIGHT = [
     DagsterRunStatus.CANCELING,
 ]
 
+LAUNCH_ATTEMPTS = 3
+CODE_SERVER_UNREACHABLE = "DagsterUserCodeUnreachableError"
 LAUNCH_RUN = """
 mutation ApiLaunchRun($executionParams: ExecutionParams!) {
   launchRun(executionParams: $executionParams) {
@@ -66,6 +68,21 @@ class DagsterGateway:
             "runConfigData": {},
             "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in all_tags.items()]},
         }
+        attempt = 1
+        while True:
+            result = self._launch_once(params)
+            if result.get("__typename") == "LaunchRunSuccess":
+                return result["run"]["runId"]
+            # The first line names the cause; the rest is a remote traceback.
+            first_line = (result.get("message") or "").strip().split("\n")[0][:300]
+            # An unreachable code server fails the launch before any run is created: safe to try again.
+            if CODE_SERVER_UNREACHABLE not in first_line or attempt == LAUNCH_ATTEMPTS:
+                raise DagsterUnavailable(f"{result.get('__typename')}: {first_line}")
+            logger.warning("code server unreachable while launching %s; retrying", job_name)
+            time.sleep(0.5 * attempt)
+            attempt += 1
+
+    def _launch_once(self, params: dict) -> dict:
         try:
             # A fresh connection per launch: a pooled keep-alive one the webserver has just closed would
             # fail the POST, and a launch must not be retried blindly.
@@ -73,14 +90,9 @@ class DagsterGateway:
                 self.graphql_url, json={"query": LAUNCH_RUN, "variables": {"executionParams": params}}, timeout=30
             )
             response.raise_for_status()
-            result = response.json()["data"]["launchRun"]
+            return response.json()["data"]["launchRun"]
         except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
             raise DagsterUnavailable(type(exc).__name__) from None
-        if result.get("__typename") != "LaunchRunSuccess":
-            # The first line names the cause; the rest is a remote traceback.
-            first_line = (result.get("message") or "").strip().split("\n")[0][:300]
-            raise DagsterUnavailable(f"{result.get('__typename')}: {first_line}")
-        return result["run"]["runId"]
 
     def ensure_partition(self, workspace_id: str) -> None:
         """Dagster accepts unknown partition keys and fails the run later, so register it first."""
