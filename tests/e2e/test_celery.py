@@ -47,6 +47,7 @@ class CeleryPlatform:
 def platform(pg_url: str) -> Iterator[CeleryPlatform]:
     vhost = f"sync_test_{os.getpid()}_{secrets.token_hex(3)}"
     broker = workers.create_vhost(vhost)
+    other_instance = os.environ.get("DAGSTER_PG_URL")  # start_stack points this process at its own instance
     stack = start_stack(
         pg_url,
         with_api=False,
@@ -68,6 +69,10 @@ def platform(pg_url: str) -> Iterator[CeleryPlatform]:
     finally:
         stop_stack(stack)
         workers.delete_vhost(vhost)
+        if other_instance is None:
+            os.environ.pop("DAGSTER_PG_URL", None)
+        else:
+            os.environ["DAGSTER_PG_URL"] = other_instance
 
 
 @pytest.fixture
