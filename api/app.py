@@ -5,6 +5,10 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from api import errors, routes_manage, routes_sync, routes_webhook
 
@@ -15,11 +19,24 @@ app = FastAPI(
     version="1.0.0",
     description="The seed's REST endpoints over Dagster: trigger and follow syncs, manage workspaces, "
     "connections and webhooks. Authenticate with `Authorization: Bearer <token>`.",
+    docs_url=None,  # served below from packaged assets: FastAPI's default loads Swagger UI from a CDN
 )
+app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
 errors.install(app)
 app.include_router(routes_manage.router)
 app.include_router(routes_sync.router)
 app.include_router(routes_webhook.router)
+
+
+@app.get("/docs", include_in_schema=False)
+def docs() -> HTMLResponse:
+    return get_swagger_ui_html(
+        openapi_url=app.openapi_url or "/openapi.json",
+        title=f"{app.title} - docs",
+        swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+        swagger_css_url="/docs-assets/swagger-ui.css",
+        swagger_favicon_url="/docs-assets/favicon-32x32.png",
+    )
 
 
 @app.get("/healthz", tags=["health"])
