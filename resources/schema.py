@@ -77,6 +77,19 @@ connections = Table(
     UniqueConstraint("workspace_id", "connector_name"),
 )
 
+# Workspace API tokens: only a SHA-256 of each token is stored (tokens are 256-bit random, so a slow
+# hash adds nothing); the plaintext is shown once, when it is created.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("workspace_id", WORKSPACE_ID, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("name", String(255)),
+    _now_column("created_at"),
+    Index(None, "workspace_id"),
+)
+
 # --- sync record ---------------------------------------------------------------------------------
 
 SYNC_STATUSES = ("pending", "running", "completed", "completed_with_errors", "failed")

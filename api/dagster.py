@@ -1,0 +1,162 @@
+"""Dagster, as the API sees it: runs are launched through the webserver's GraphQL API (so the code
+location validates them, as for a UI launch), and read from the instance storage."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from functools import cached_property
+
+import requests
+from dagster import DagsterInstance, DagsterRunStatus, RunRecord, RunsFilter
+
+from api import config
+from api.errors import ApiError
+from sync_assets.partitions import WORKSPACE_PARTITIONS_NAME
+
+logger = logging.getLogger("api")
+
+PARTITION_TAG = "dagster/partition"
+ROOT_RUN_TAG = "dagster/root_run_id"
+MAX_RUNTIME_TAG = "dagster/max_runtime"
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+
+LAUNCH_RUN = """
+mutation ApiLaunchRun($executionParams: ExecutionParams!) {
+  launchRun(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on Error { message }
+  }
+}
+"""
+
+
+class DagsterUnavailable(ApiError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(503, "dagster_unavailable", f"Dagster could not launch the run: {detail}")
+
+
+class DagsterGateway:
+    def __init__(self, graphql_url: str) -> None:
+        self.graphql_url = graphql_url
+        self._local = threading.local()
+
+    @cached_property
+    def instance(self) -> DagsterInstance:
+        return DagsterInstance.get()
+
+    def _session(self) -> requests.Session:
+        # One keep-alive session per worker thread: requests.Session is not documented as thread-safe.
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def launch(
+        self, job_name: str, workspace_id: str, tags: dict[str, str], asset_keys: Sequence[str] | None = None
+    ) -> str:
+        location, repository = config.code_location()
+        selector: dict = {"repositoryLocationName": location, "repositoryName": repository, "jobName": job_name}
+        if asset_keys:
+            selector["assetSelection"] = [{"path": key.split("/")} for key in asset_keys]
+        all_tags = {**tags, PARTITION_TAG: workspace_id}
+        params = {
+            "selector": selector,
+            "runConfigData": {},
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in all_tags.items()]},
+        }
+        try:
+            response = self._session().post(
+                self.graphql_url, json={"query": LAUNCH_RUN, "variables": {"executionParams": params}}, timeout=30
+            )
+            response.raise_for_status()
+            result = response.json()["data"]["launchRun"]
+        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            raise DagsterUnavailable(type(exc).__name__) from None
+        if result.get("__typename") != "LaunchRunSuccess":
+            raise DagsterUnavailable(f"{result.get('__typename')}: {result.get('message', '')}".strip())
+        return result["run"]["runId"]
+
+    def ensure_partition(self, workspace_id: str) -> None:
+        """Dagster accepts unknown partition keys and fails the run later, so register it first."""
+        if not self.instance.has_dynamic_partition(WORKSPACE_PARTITIONS_NAME, workspace_id):
+            self.instance.add_dynamic_partitions(WORKSPACE_PARTITIONS_NAME, [workspace_id])
+
+    def remove_partition(self, workspace_id: str) -> None:
+        if self.instance.has_dynamic_partition(WORKSPACE_PARTITIONS_NAME, workspace_id):
+            self.instance.delete_dynamic_partition(WORKSPACE_PARTITIONS_NAME, workspace_id)
+
+    def in_flight(self, workspace_id: str) -> list[RunRecord]:
+        return list(self.instance.get_run_records(RunsFilter(statuses=IN_FLIGHT, tags={PARTITION_TAG: workspace_id})))
+
+    def max_runtime_s(self, record: RunRecord) -> float | None:
+        raw = record.dagster_run.tags.get(MAX_RUNTIME_TAG)
+        try:
+            return float(raw) if raw else self.instance.run_monitoring_max_runtime_seconds or None
+        except ValueError:
+            return None
+
+    def past_max_runtime(self, record: RunRecord, now: float | None = None) -> bool:
+        limit = self.max_runtime_s(record)
+        started = record.start_time
+        return bool(limit and started and (now or time.time()) - started > limit)
+
+    def time_out(self, record: RunRecord, message: str) -> None:
+        """What run monitoring does when it sees the run first: cancel, terminate, then fail it."""
+        run = record.dagster_run
+        self.instance.report_run_canceling(run, message=message)
+        try:
+            self.instance.run_launcher.terminate(run.run_id)
+        except Exception as exc:  # the worker may already be gone: failing the run is what matters
+            logger.warning("could not terminate run %s: %s", run.run_id, type(exc).__name__)
+        current = self.instance.get_run_by_id(run.run_id)
+        if current is not None and not current.is_finished:
+            self.instance.report_run_failed(current, message)
+
+    def job_runs(self, job_id: str) -> list[RunRecord]:
+        """The job's runs, first the launched one, then its automatic retries (oldest first)."""
+        root = self.instance.get_run_record_by_id(job_id)
+        if root is None:
+            return []
+        records = [root]
+        if root.dagster_run.status == DagsterRunStatus.FAILURE:
+            retries = self.instance.get_run_records(RunsFilter(tags={ROOT_RUN_TAG: job_id}), ascending=True)
+            records += [r for r in retries if r.dagster_run.run_id != job_id]
+        return records
+
+    def recent_jobs(self, workspace_id: str, limit: int) -> list[RunRecord]:
+        """The workspace's launched runs, newest first (automatic retries are reported under their job)."""
+        found: list[RunRecord] = []
+        cursor = None
+        while len(found) < limit:
+            batch = list(
+                self.instance.get_run_records(
+                    RunsFilter(tags={PARTITION_TAG: workspace_id}), limit=limit * 2, cursor=cursor
+                )
+            )
+            found += [r for r in batch if ROOT_RUN_TAG not in r.dagster_run.tags]
+            if len(batch) < limit * 2:
+                break
+            cursor = batch[-1].dagster_run.run_id
+        return found[:limit]
+
+
+_gateway: DagsterGateway | None = None
+_gateway_lock = threading.Lock()
+
+
+def gateway() -> DagsterGateway:
+    global _gateway
+    with _gateway_lock:
+        if _gateway is None:
+            _gateway = DagsterGateway(config.graphql_url())
+        return _gateway

@@ -1,0 +1,208 @@
+"""Request and response bodies: they make the OpenAPI document that Schemathesis checks responses against."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from api.webhook_config import InvalidWebhookUrl, validate_webhook_url
+from sync_assets.partitions import WORKSPACE_KEY_PATTERN
+
+JobStatus = Literal["queued", "running", "completed", "completed_with_errors", "failed", "canceled"]
+MAX_TIMEOUT_MS = 7 * 24 * 3600 * 1000
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- management ----------------------------------------------------------------------------------
+
+
+class WorkspaceCreate(Strict):
+    id: str = Field(pattern=WORKSPACE_KEY_PATTERN.pattern, description="1-63 of a-z 0-9 _ -, first a-z or 0-9")
+    name: str = Field(min_length=1, max_length=255)
+
+
+class Workspace(BaseModel):
+    id: str
+    name: str
+    status: str
+    createdAt: str | None
+    updatedAt: str | None
+    webhookConfigured: bool
+    connections: list[str]
+
+
+class TokenCreate(Strict):
+    name: str | None = Field(default=None, max_length=255)
+
+
+class TokenIssued(BaseModel):
+    id: int
+    workspaceId: str
+    name: str | None
+    token: str = Field(description="Shown once: only its hash is stored")
+    createdAt: str | None
+
+
+class ConnectionPut(Strict):
+    credentials: dict[str, Any] = Field(min_length=1, description="Encrypted at rest; never returned")
+    config: dict[str, Any] = Field(default_factory=dict, description="e.g. base_url, rate_limit")
+
+
+class Connection(BaseModel):
+    connector: str
+    status: str
+    config: dict[str, Any]
+    hasCredentials: bool
+    lastSyncAt: str | None
+    createdAt: str | None
+    updatedAt: str | None
+
+
+class ConnectionList(BaseModel):
+    workspaceId: str
+    connections: list[Connection]
+
+
+# --- sync ----------------------------------------------------------------------------------------
+
+
+class SyncRequest(Strict):
+    fullRefresh: bool = False
+    timeoutMs: int | None = Field(default=None, ge=1000, le=MAX_TIMEOUT_MS, description="Maps to dagster/max_runtime")
+
+
+class SyncAccepted(BaseModel):
+    syncId: str
+    jobId: str
+    status: Literal["queued"]
+    statusUrl: str
+
+
+class ConnectorResult(BaseModel):
+    connector: str
+    status: str
+    recordsSynced: int
+    recordsFailed: int
+    startedAt: str | None
+    completedAt: str | None
+    durationMs: int | None
+    error: str | None
+    errors: list[str]
+
+
+class JobSummary(BaseModel):
+    jobId: str
+    syncId: str | None
+    workspaceId: str | None
+    status: JobStatus
+    dagsterStatus: str
+    jobName: str
+    syncType: str
+    fullRefresh: bool
+    connectors: list[str]
+    attempts: int
+    createdAt: str | None
+    startedAt: str | None
+    completedAt: str | None
+    durationMs: int | None
+    recordsSynced: int
+    recordsFailed: int
+
+
+class Job(JobSummary):
+    results: list[ConnectorResult]
+    errors: list[str]
+    error: str | None
+
+
+class JobList(BaseModel):
+    workspaceId: str
+    jobs: list[JobSummary]
+
+
+class HistoryEntry(ConnectorResult):
+    id: int
+    jobId: str | None
+    syncId: str | None
+    syncType: str
+    mode: str | None
+
+
+class History(BaseModel):
+    workspaceId: str
+    history: list[HistoryEntry]
+
+
+class ActiveJob(BaseModel):
+    jobId: str
+    status: JobStatus
+    connectors: list[str]
+
+
+class ConnectorStatus(BaseModel):
+    connector: str
+    connectionStatus: str
+    lastStatus: str | None
+    lastSyncAt: str | None
+    lastStartedAt: str | None
+    lastCompletedAt: str | None
+    recordsSynced: int
+    recordsFailed: int
+    lastError: str | None
+    activeJobId: str | None
+
+
+class SyncStatus(BaseModel):
+    workspaceId: str
+    activeJob: ActiveJob | None
+    connectors: list[ConnectorStatus]
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+
+
+class WebhookPut(Strict):
+    webhookUrl: str = Field(max_length=2048, description="An absolute http:// or https:// URL")
+    webhookSecret: str = Field(min_length=1, max_length=1024, description="HMAC-SHA256 key; never returned")
+
+    @field_validator("webhookUrl")
+    @classmethod
+    def http_url(cls, value: str) -> str:
+        try:
+            return validate_webhook_url(value)
+        except InvalidWebhookUrl as exc:
+            raise ValueError(str(exc)) from None
+
+
+class Webhook(BaseModel):
+    workspaceId: str
+    configured: bool
+    webhookUrl: str | None
+    secretSet: bool
+
+
+class WebhookTestResult(BaseModel):
+    delivered: bool
+    statusCode: int | None
+    error: str | None
+
+
+class Delivery(BaseModel):
+    id: str
+    event: str
+    status: str
+    attempts: int
+    nextAttemptAt: str | None
+    lastStatusCode: int | None
+    lastError: str | None
+    createdAt: str | None
+    deliveredAt: str | None
+
+
+class DeliveryList(BaseModel):
+    workspaceId: str
+    deliveries: list[Delivery]

@@ -1,0 +1,134 @@
+"""Management: workspaces, their tokens and connections, so no one has to write SQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Response
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.exc import IntegrityError
+
+from api import auth, config
+from api.dagster import gateway
+from api.errors import ERROR_RESPONSES, ApiError, ErrorBody, bad_request, not_found
+from api.locks import workspace_lock
+from api.models import Connection, ConnectionList, ConnectionPut, TokenCreate, TokenIssued, Workspace, WorkspaceCreate
+from api.syncs import iso
+from resources import schema
+from resources.control_plane import delete_connection, upsert_connection
+from sync_assets import CONNECTORS_BY_NAME
+
+router = APIRouter(prefix="/api/workspaces", tags=["management"], responses=ERROR_RESPONSES)
+CONFLICT = {409: {"model": ErrorBody, "description": "Conflict"}}
+FORBIDDEN = {403: {"model": ErrorBody, "description": "Needs the admin token"}}
+
+
+def workspace_view(engine: Engine, workspace_id: str) -> dict[str, Any]:
+    ws, c = schema.workspaces, schema.connections
+    with engine.connect() as conn:
+        row = conn.execute(select(ws).where(ws.c.id == workspace_id)).one()
+        names = conn.execute(
+            select(c.c.connector_name).where(c.c.workspace_id == workspace_id).order_by(c.c.connector_name)
+        ).scalars()
+        connections = list(names)
+    return {
+        "id": row.id,
+        "name": row.name,
+        "status": row.status,
+        "createdAt": iso(row.created_at),
+        "updatedAt": iso(row.updated_at),
+        "webhookConfigured": bool(row.webhook_url),
+        "connections": connections,
+    }
+
+
+@router.post("", status_code=201, response_model=Workspace, responses={**CONFLICT, **FORBIDDEN})
+def create_workspace(body: WorkspaceCreate, _admin: auth.Principal = Depends(auth.admin)) -> dict[str, Any]:
+    """Create a workspace and register its Dagster partition at once, so a sync can start right away."""
+    engine = config.engine()
+    try:
+        with engine.begin() as conn:
+            conn.execute(schema.workspaces.insert().values(id=body.id, name=body.name, status="active"))
+    except IntegrityError:
+        raise ApiError(409, "workspace_exists", f"workspace {body.id!r} already exists") from None
+    gateway().ensure_partition(body.id)
+    return workspace_view(engine, body.id)
+
+
+@router.get("/{workspace_id}", response_model=Workspace)
+def get_workspace(workspace_id: str = Depends(auth.workspace_access)) -> dict[str, Any]:
+    return workspace_view(config.engine(), workspace_id)
+
+
+@router.delete("/{workspace_id}", status_code=204, response_class=Response, responses={**CONFLICT, **FORBIDDEN})
+def delete_workspace(workspace_id: str = Depends(auth.admin_workspace_access)) -> Response:
+    """Remove the workspace, its connections, tokens and partition; synced rows and sync_log stay."""
+    engine, dagster = config.engine(), gateway()
+    with engine.begin() as conn, workspace_lock(conn, workspace_id):
+        active = dagster.in_flight(workspace_id)
+        if active:
+            raise ApiError(409, "sync_in_progress", f"workspace {workspace_id!r} has a sync queued or running")
+        conn.execute(delete(schema.workspaces).where(schema.workspaces.c.id == workspace_id))
+        dagster.remove_partition(workspace_id)
+    return Response(status_code=204)
+
+
+@router.post("/{workspace_id}/tokens", status_code=201, response_model=TokenIssued, responses=FORBIDDEN)
+def create_token(
+    workspace_id: str = Depends(auth.admin_workspace_access), body: TokenCreate | None = Body(default=None)
+) -> dict[str, Any]:
+    name = body.name if body else None
+    token, token_id, created_at = auth.issue_token(config.engine(), workspace_id, name)
+    return {"id": token_id, "workspaceId": workspace_id, "name": name, "token": token, "createdAt": iso(created_at)}
+
+
+def connection_view(row: Any) -> dict[str, Any]:
+    return {
+        "connector": row.connector_name,
+        "status": row.status,
+        "config": row.config or {},
+        "hasCredentials": bool(row.credentials),
+        "lastSyncAt": iso(row.last_sync_at),
+        "createdAt": iso(row.created_at),
+        "updatedAt": iso(row.updated_at),
+    }
+
+
+def _connections(engine: Engine, workspace_id: str, connector: str | None = None) -> list[Any]:
+    c = schema.connections
+    query = select(c).where(c.c.workspace_id == workspace_id)
+    if connector is not None:
+        query = query.where(c.c.connector_name == connector)
+    with engine.connect() as conn:
+        return conn.execute(query.order_by(c.c.connector_name)).all()
+
+
+@router.get("/{workspace_id}/connections", response_model=ConnectionList)
+def list_connections(workspace_id: str = Depends(auth.workspace_access)) -> dict[str, Any]:
+    return {
+        "workspaceId": workspace_id,
+        "connections": [connection_view(r) for r in _connections(config.engine(), workspace_id)],
+    }
+
+
+@router.put(
+    "/{workspace_id}/connections/{connector}", response_model=Connection, responses={201: {"model": Connection}}
+)
+def put_connection(
+    connector: str, body: ConnectionPut, response: Response, workspace_id: str = Depends(auth.workspace_access)
+) -> dict[str, Any]:
+    """Create (201) or replace (200) the workspace's connection; credentials are encrypted, never returned."""
+    if connector not in CONNECTORS_BY_NAME:
+        raise bad_request(f"unknown connector {connector!r}; one of: {', '.join(sorted(CONNECTORS_BY_NAME))}")
+    engine = config.engine()
+    existed = bool(_connections(engine, workspace_id, connector))
+    upsert_connection(engine, workspace_id, connector, body.credentials, body.config)
+    response.status_code = 200 if existed else 201
+    return connection_view(_connections(engine, workspace_id, connector)[0])
+
+
+@router.delete("/{workspace_id}/connections/{connector}", status_code=204, response_class=Response)
+def remove_connection(connector: str, workspace_id: str = Depends(auth.workspace_access)) -> Response:
+    if not delete_connection(config.engine(), workspace_id, connector):
+        raise not_found(f"{connector} connection of workspace {workspace_id!r}")
+    return Response(status_code=204)

@@ -1,0 +1,336 @@
+"""Sync jobs: trigger (check-and-launch under a workspace lock, QW-3 stale handling), and the views of
+jobs, status and history. A job is a Dagster run; its id is the run id (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dagster import DagsterEventType, DagsterRunStatus, RunRecord
+from sqlalchemy import Connection, Engine, func, select, update
+
+from api.config import API_RUN_PRIORITY
+from api.dagster import MAX_RUNTIME_TAG, PARTITION_TAG, DagsterGateway
+from api.errors import ApiError, not_found
+from api.locks import workspace_lock
+from resources import schema
+from sync_assets import CONNECTORS_BY_NAME
+from sync_assets.loop import FULL_REFRESH_TAG, SYNC_ID_TAG, SYNC_TYPE_TAG
+
+logger = logging.getLogger("api")
+
+STALE_AFTER = timedelta(hours=1)
+JOB_STATUSES = ("queued", "running", "completed", "completed_with_errors", "failed", "canceled")
+_QUEUED = {DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED}
+_RUNNING = {DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING}
+
+
+def timeout_message(limit_s: float) -> str:
+    """'Sync timed out (exceeded 1 hour)', the seed's wording, for any limit."""
+    seconds = int(limit_s)
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"Sync timed out (exceeded {count} {unit}{'s' if count != 1 else ''})"
+    return f"Sync timed out (exceeded {seconds} second{'s' if seconds != 1 else ''})"
+
+
+STALE_MESSAGE = timeout_message(STALE_AFTER.total_seconds())
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    full_refresh: bool = False
+    timeout_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    sync_id: str
+    job_id: str
+
+
+def syncable_connectors(engine: Engine, workspace_id: str) -> list[str]:
+    c = schema.connections
+    with engine.connect() as conn:
+        names = conn.execute(
+            select(c.c.connector_name)
+            .where(c.c.workspace_id == workspace_id, c.c.status == "active")
+            .order_by(c.c.connector_name)
+        ).scalars()
+        return [n for n in names if n in CONNECTORS_BY_NAME]
+
+
+def run_tags(sync_id: str, options: SyncOptions) -> dict[str, str]:
+    tags = {SYNC_TYPE_TAG: "manual", SYNC_ID_TAG: sync_id, "dagster/priority": API_RUN_PRIORITY}
+    if options.full_refresh:
+        tags[FULL_REFRESH_TAG] = "true"
+    if options.timeout_ms is not None:
+        tags[MAX_RUNTIME_TAG] = f"{options.timeout_ms / 1000:g}"
+    return tags
+
+
+def _fail_logs(conn: Connection, message: str, *conditions: Any) -> int:
+    log = schema.sync_log
+    result = conn.execute(
+        update(log)
+        .where(log.c.status == "running", *conditions)
+        .values(status="failed", error=message, completed_at=func.now())
+    )
+    return result.rowcount
+
+
+def trigger(
+    engine: Engine, gateway: DagsterGateway, workspace_id: str, connector: str | None, options: SyncOptions
+) -> Accepted:
+    """Launch one sync unless the workspace already has one queued or running (409)."""
+    connectors = syncable_connectors(engine, workspace_id)
+    if connector is not None:
+        if connector not in connectors:
+            raise not_found(f"{connector} connection of workspace {workspace_id!r}")
+        job_name, assets = f"sync_{connector}", None
+    elif connectors:
+        job_name = "sync_workspace"
+        assets = [key for name in connectors for key in CONNECTORS_BY_NAME[name].asset_names]
+    else:
+        raise not_found(f"active connections of workspace {workspace_id!r}")
+
+    sync_id = str(uuid.uuid4())
+    log = schema.sync_log
+    conflict: str | None = None
+    with engine.begin() as conn, workspace_lock(conn, workspace_id):
+        alive: list[RunRecord] = []
+        for record in gateway.in_flight(workspace_id):
+            if gateway.past_max_runtime(record):
+                message = timeout_message(gateway.max_runtime_s(record) or 0)
+                gateway.time_out(record, message)
+                _fail_logs(conn, message, log.c.run_id == record.dagster_run.run_id)
+                logger.warning("timed out run %s of workspace %s: %s", record.dagster_run.run_id, workspace_id, message)
+            else:
+                alive.append(record)
+        alive_ids = [r.dagster_run.run_id for r in alive]
+        cutoff = datetime.now(UTC) - STALE_AFTER
+        stale = _fail_logs(
+            conn,
+            STALE_MESSAGE,
+            log.c.workspace_id == workspace_id,
+            log.c.started_at < cutoff,
+            log.c.run_id.is_(None) | log.c.run_id.not_in(alive_ids),
+        )
+        if stale:
+            logger.warning("failed %d stale sync(s) of workspace %s: %s", stale, workspace_id, STALE_MESSAGE)
+        if alive:
+            run = alive[0].dagster_run
+            conflict = f"a sync of workspace {workspace_id!r} is already {job_status(run.status)} (job {run.run_id})"
+        else:
+            running = conn.execute(
+                select(log.c.id, log.c.connector_type)
+                .where(log.c.workspace_id == workspace_id, log.c.status == "running")
+                .limit(1)
+            ).first()
+            if running:
+                conflict = f"a {running.connector_type} sync of workspace {workspace_id!r} is still running"
+            else:
+                gateway.ensure_partition(workspace_id)
+                job_id = gateway.launch(job_name, workspace_id, run_tags(sync_id, options), assets)
+    if conflict:
+        raise ApiError(409, "sync_in_progress", conflict)
+    logger.info("queued %s for workspace %s: job %s", job_name, workspace_id, job_id)
+    return Accepted(sync_id, job_id)
+
+
+# --- views ---------------------------------------------------------------------------------------
+
+
+def job_status(status: DagsterRunStatus, logs: list[Any] = ()) -> str:
+    if status in _QUEUED:
+        return "queued"
+    if status in _RUNNING:
+        return "running"
+    if status == DagsterRunStatus.SUCCESS:
+        with_errors = any(r.status == "completed_with_errors" or r.records_failed for r in logs)
+        return "completed_with_errors" if with_errors else "completed"
+    if status == DagsterRunStatus.CANCELED:
+        return "canceled"
+    return "failed"
+
+
+def iso(value: datetime | float | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        value = datetime.fromtimestamp(value, UTC)
+    elif value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
+
+
+def _log_rows(engine: Engine, run_ids: list[str]) -> dict[str, list[Any]]:
+    if not run_ids:
+        return {}
+    log = schema.sync_log
+    with engine.connect() as conn:
+        rows = conn.execute(select(log).where(log.c.run_id.in_(run_ids)).order_by(log.c.started_at, log.c.id)).all()
+    by_run: dict[str, list[Any]] = {}
+    for row in rows:
+        by_run.setdefault(row.run_id, []).append(row)
+    return by_run
+
+
+def connector_result(row: Any) -> dict[str, Any]:
+    return {
+        "connector": row.connector_type,
+        "status": row.status,
+        "recordsSynced": row.records_synced,
+        "recordsFailed": row.records_failed,
+        "startedAt": iso(row.started_at),
+        "completedAt": iso(row.completed_at),
+        "durationMs": row.duration_ms,
+        "error": row.error,
+        "errors": list(row.errors or []),
+    }
+
+
+def _failure_message(gateway: DagsterGateway, run_id: str) -> str | None:
+    records = gateway.instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_FAILURE, limit=1).records
+    return (
+        records[0].event_log_entry.dagster_event.message
+        if records and records[0].event_log_entry.dagster_event
+        else None
+    )
+
+
+def _connectors_of(record: RunRecord) -> list[str]:
+    run = record.dagster_run
+    if run.asset_selection:
+        return sorted({key.path[0] for key in run.asset_selection})
+    if run.job_name.startswith("sync_") and run.job_name[5:] in CONNECTORS_BY_NAME:
+        return [run.job_name[5:]]
+    return []
+
+
+def job_view(gateway: DagsterGateway, records: list[RunRecord], logs: list[Any], *, detail: bool) -> dict[str, Any]:
+    root, latest = records[0], records[-1]
+    run = latest.dagster_run
+    status = job_status(run.status, logs)
+    view: dict[str, Any] = {
+        "jobId": root.dagster_run.run_id,
+        "syncId": root.dagster_run.tags.get(SYNC_ID_TAG),
+        "workspaceId": root.dagster_run.tags.get(PARTITION_TAG),
+        "status": status,
+        "dagsterStatus": run.status.value,
+        "jobName": root.dagster_run.job_name,
+        "syncType": root.dagster_run.tags.get(SYNC_TYPE_TAG, "manual"),
+        "fullRefresh": root.dagster_run.tags.get(FULL_REFRESH_TAG) == "true",
+        "connectors": _connectors_of(root),
+        "attempts": len(records),
+        "createdAt": iso(root.create_timestamp),
+        "startedAt": iso(root.start_time),
+        "completedAt": iso(latest.end_time) if run.is_finished else None,
+        "durationMs": (
+            int((latest.end_time - root.start_time) * 1000)
+            if run.is_finished and root.start_time and latest.end_time
+            else None
+        ),
+        "recordsSynced": sum(r.records_synced for r in logs),
+        "recordsFailed": sum(r.records_failed for r in logs),
+    }
+    if detail:
+        latest_logs = [r for r in logs if r.run_id == run.run_id] or logs
+        errors = [e for r in latest_logs for e in (r.errors or [])]
+        error = next((r.error for r in latest_logs if r.error), None)
+        if status == "failed" and error is None:
+            error = _failure_message(gateway, run.run_id)
+        view.update(results=[connector_result(r) for r in latest_logs], errors=errors, error=error)
+    return view
+
+
+def get_job(engine: Engine, gateway: DagsterGateway, workspace_id: str, job_id: str) -> dict[str, Any]:
+    try:
+        uuid.UUID(job_id)
+    except ValueError:
+        raise not_found(f"job {job_id!r}") from None
+    records = gateway.job_runs(job_id)
+    if not records or records[0].dagster_run.tags.get(PARTITION_TAG) != workspace_id:
+        raise not_found(f"job {job_id!r}")
+    by_run = _log_rows(engine, [r.dagster_run.run_id for r in records])
+    logs = [row for r in records for row in by_run.get(r.dagster_run.run_id, [])]
+    return job_view(gateway, records, logs, detail=True)
+
+
+def list_jobs(engine: Engine, gateway: DagsterGateway, workspace_id: str, limit: int) -> list[dict[str, Any]]:
+    roots = gateway.recent_jobs(workspace_id, limit)
+    by_run = _log_rows(engine, [r.dagster_run.run_id for r in roots])
+    return [job_view(gateway, [r], by_run.get(r.dagster_run.run_id, []), detail=False) for r in roots]
+
+
+def history(engine: Engine, workspace_id: str, limit: int) -> list[dict[str, Any]]:
+    log = schema.sync_log
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(log)
+            .where(log.c.workspace_id == workspace_id)
+            .order_by(log.c.started_at.desc().nulls_last(), log.c.id.desc())
+            .limit(limit)
+        ).all()
+    return [
+        {
+            "id": row.id,
+            "jobId": row.run_id,
+            "syncId": row.sync_id,
+            "syncType": row.sync_type,
+            "mode": row.mode,
+            **connector_result(row),
+        }
+        for row in rows
+    ]
+
+
+def status(engine: Engine, gateway: DagsterGateway, workspace_id: str) -> dict[str, Any]:
+    c, log = schema.connections, schema.sync_log
+    latest_ids = (
+        select(func.max(log.c.id))
+        .where(log.c.workspace_id == workspace_id)
+        .group_by(log.c.connector_type)
+        .scalar_subquery()
+    )
+    with engine.connect() as conn:
+        connections = conn.execute(
+            select(c.c.connector_name, c.c.status, c.c.last_sync_at)
+            .where(c.c.workspace_id == workspace_id)
+            .order_by(c.c.connector_name)
+        ).all()
+        last = {r.connector_type: r for r in conn.execute(select(log).where(log.c.id.in_(latest_ids))).all()}
+    active = gateway.in_flight(workspace_id)
+    active_job = None
+    covered: dict[str, str] = {}
+    if active:
+        record = active[0]
+        run = record.dagster_run
+        job_id = run.tags.get("dagster/root_run_id", run.run_id)
+        active_job = {"jobId": job_id, "status": job_status(run.status), "connectors": _connectors_of(record)}
+        covered = {name: job_id for name in active_job["connectors"]}
+    names = [r.connector_name for r in connections] + sorted(set(last) - {r.connector_name for r in connections})
+    by_name = {r.connector_name: r for r in connections}
+    return {
+        "workspaceId": workspace_id,
+        "activeJob": active_job,
+        "connectors": [
+            {
+                "connector": name,
+                "connectionStatus": by_name[name].status if name in by_name else "removed",
+                "lastStatus": last[name].status if name in last else None,
+                "lastSyncAt": iso(by_name[name].last_sync_at) if name in by_name else None,
+                "lastStartedAt": iso(last[name].started_at) if name in last else None,
+                "lastCompletedAt": iso(last[name].completed_at) if name in last else None,
+                "recordsSynced": last[name].records_synced if name in last else 0,
+                "recordsFailed": last[name].records_failed if name in last else 0,
+                "lastError": last[name].error if name in last else None,
+                "activeJobId": covered.get(name),
+            }
+            for name in names
+        ],
+    }
