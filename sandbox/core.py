@@ -158,6 +158,11 @@ class SlidingWindowLimiter:
         q.append(at)
         return True, self.limit - len(q)
 
+    def wait_s(self, credential: str, at: float) -> float:
+        """Seconds until the credential's oldest counted request leaves the window (0 if none)."""
+        q = self._hits.get(credential)
+        return max(q[0] + self.window_s - at, 0.0) if q else 0.0
+
     def clear(self) -> None:
         self._hits.clear()
 
@@ -231,6 +236,8 @@ class Vendor(ABC):
     default_limit: ClassVar[tuple[int | None, float]] = (None, 1.0)  # (requests, window seconds)
     # Fault settings only this vendor understands (kept in ``faults.extra``), e.g. GraphQL-level errors.
     extra_fault_keys: ClassVar[frozenset[str]] = frozenset()
+    # Whether the vendor tells a client over its limit when to come back (Retry-After or equivalent).
+    retry_after_when_limited: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.faults = Faults()

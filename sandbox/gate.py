@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -123,9 +124,12 @@ class VendorGate:
         if f.revoke or not ident.authenticated:
             return vendor.unauthorized(req)
         if vendor.enforce_limits and ident.credential is not None:
-            allowed, remaining = vendor.limiter.hit(ident.credential, time.time())
+            now = time.time()
+            allowed, remaining = vendor.limiter.hit(ident.credential, now)
             if not allowed:
-                return vendor.rate_limited(None)
+                # Whole seconds, as HTTP's delta-seconds; rounded up so the retry lands inside the budget.
+                wait = math.ceil(vendor.limiter.wait_s(ident.credential, now))
+                return vendor.rate_limited(float(wait) if vendor.retry_after_when_limited else None)
             state["sandbox_rate_remaining"] = remaining
         # Countdown faults first so "the next N requests" is exact regardless of the random rates.
         if f.next_429 > 0:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from .core import Vendor
+from .fireflies import Fireflies
+from .gong import Gong
 from .google_drive import GoogleDrive
 from .hubspot import HubSpot
 from .monday import Monday
@@ -11,6 +13,8 @@ from .salesforce import Salesforce
 VENDOR_CLASSES: list[type[Vendor]] = [
     HubSpot,
     Salesforce,
+    Gong,
     Monday,
+    Fireflies,
     GoogleDrive,
 ]

@@ -86,7 +86,8 @@ def build_connector_assets(connector: Connector) -> AssetsDefinition:
             vendor = getattr(context.resources, connector.resource_key)
             client = vendor.client_for(connection, log=context.log)
             progress = progress_sink(context, context.resources.notifier)
-            yield from ConnectorSync(context, connector, warehouse, client, progress).run(selected)
+            lookback = connector.lookback_for(connection.config)
+            yield from ConnectorSync(context, connector, warehouse, client, progress, lookback=lookback).run(selected)
         except (OperationalError, DBAPIError) as exc:
             if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not isinstance(exc, OperationalError):
                 raise

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dagster import (
@@ -96,9 +96,11 @@ class ConnectorSync:
         warehouse: WarehouseResource,
         client: Any,
         progress: ProgressSink | None = None,
+        lookback: timedelta | None = None,
     ) -> None:
         self.context = context
         self.connector = connector
+        self.lookback = connector.lookback if lookback is None else lookback
         self.warehouse = warehouse
         self.client = client
         self.progress = progress
@@ -143,9 +145,12 @@ class ConnectorSync:
         previous, seen_ids = (
             (None, set()) if self.full_refresh else read_watermark(self.context, key, self.workspace_id)
         )
-        since = previous - self.connector.lookback if previous else None
+        since = previous - self.lookback if previous else None
         result = EntityResult(entity.name, "incremental" if since else "full", previous, previous)
         result.watermark_ids = set(seen_ids)
+        # A lookback re-reads on purpose (vendors without a modified time: an edit keeps the record's
+        # time), so records at the old watermark are re-read too rather than skipped as already seen.
+        boundary_ids = set() if self.lookback else seen_ids
         started, calls_before = time.monotonic(), self.client.api_calls
         log = self.context.log
         if since:
@@ -155,7 +160,7 @@ class ConnectorSync:
         total: int | None = None
         for page in entity.fetch(self.client, since):
             total = page.total if page.total is not None else total
-            rows, failures = self.transform_page(entity, page.records, result, since, seen_ids)
+            rows, failures = self.transform_page(entity, page.records, result, since, boundary_ids)
             written = self.warehouse.commit_page(entity.table, rows, failures, log_id)
             # Only now is the page durable: the watermark may move past it.
             self.advance_watermark(result, rows)

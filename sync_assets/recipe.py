@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +38,15 @@ class Connector:
     # How far before the watermark an incremental sync re-reads; vendors without a modified-time
     # filter need one to catch late edits.
     lookback: timedelta = timedelta(0)
+
+    def lookback_for(self, config: Mapping[str, Any]) -> timedelta:
+        """The connection's ``config.lookback_hours`` overrides the connector's lookback."""
+        hours = config.get("lookback_hours")
+        if hours is None:
+            return self.lookback
+        if isinstance(hours, bool) or not isinstance(hours, int | float) or hours < 0:
+            raise ValueError(f"lookback_hours must be a non-negative number, not {hours!r}")
+        return timedelta(hours=hours)
 
     @property
     def resource_key(self) -> str:
