@@ -112,7 +112,9 @@ class Acceptance:
             job = self.job(workspace_id, job_id)
             return job if job["status"] in FINAL else None
 
-        return wait_until(finished, timeout_s, f"job {job_id} finished", every_s=0.3)
+        job = wait_until(finished, timeout_s, f"job {job_id} finished", every_s=0.3)
+        print(f"job {job_id} of {workspace_id}: {job['status']} {job.get('error') or ''}\n{self.timeline(job_id)}")
+        return job
 
     def run_sync(self, workspace_id: str, connector: str | None = None, **body: Any) -> dict[str, Any]:
         return self.wait_job(workspace_id, self.start(workspace_id, connector, **body))
@@ -144,6 +146,18 @@ class Acceptance:
     def code_server_log(self) -> str:
         """What the webserver and its code server printed (schedule evaluations log there)."""
         return "".join(p.read_text(errors="replace") for p in sorted((self.stack.home / "logs").glob("*.log")))
+
+    def timeline(self, run_id: str) -> str:
+        """The run's events, seconds after its creation: shown when a test fails."""
+        events = self.stack.instance.all_logs(run_id)
+        if not events:
+            return ""
+        origin = events[0].timestamp
+        return "\n".join(
+            f"  +{e.timestamp - origin:7.2f}s {e.dagster_event.event_type_value if e.dagster_event else 'log'} "
+            f"{e.step_key or ''} {(e.user_message or '')[:160]}"
+            for e in events
+        )
 
     def run_messages(self, run_id: str) -> list[str]:
         return [e.user_message for e in self.stack.instance.all_logs(run_id)]

@@ -44,7 +44,7 @@ def test_EDGE_3_slow_webhook_receiver_does_not_hold_up_the_sync(acceptance: Acce
     a.workspace("edge3", ["hubspot"])
     assert a.set_webhook("edge3", receiver.url, SECRET).status_code == 200
     receiver.delay_s = 6
-    job = a.run_sync("edge3")
+    job = a.run_sync("edge3", "hubspot")
     assert job["status"] == "completed"
     timed_out = wait_until(
         lambda: rows(
@@ -86,8 +86,8 @@ def test_EDGE_5_sync_with_no_new_data_completes_with_zero_records(acceptance: Ac
     a = acceptance
     a.sandbox.reset(sizes=TINY)
     a.workspace("edge5", ["hubspot"])
-    assert a.run_sync("edge5")["status"] == "completed"
-    again = a.run_sync("edge5")
+    assert a.run_sync("edge5", "hubspot")["status"] == "completed"
+    again = a.run_sync("edge5", "hubspot")
     assert (again["status"], again["recordsSynced"]) == ("completed", 0)
     log = rows(
         "SELECT status, mode, records_synced, watermark_to FROM sync_log WHERE workspace_id = 'edge5' ORDER BY id"

@@ -159,10 +159,10 @@ def test_INT_4_failures_are_handled_gracefully(acceptance: Acceptance, receiver:
     a.sandbox.faults("google_drive", latency_ms=4000)
 
     jobs = {
-        "int4-api": a.start("int4-api"),
-        "int4-bad": a.start("int4-bad"),
-        "int4-slow": a.start("int4-slow", timeoutMs=5000),
-        "int4-down": a.start("int4-down"),
+        "int4-api": a.start("int4-api", "hubspot"),
+        "int4-bad": a.start("int4-bad", "monday"),
+        "int4-slow": a.start("int4-slow", "google_drive", timeoutMs=5000),
+        "int4-down": a.start("int4-down", "gong"),
     }
     outcome = {ws: a.wait_job(ws, job, timeout_s=180) for ws, job in jobs.items()}
     assert {ws: j["status"] for ws, j in outcome.items()} == {

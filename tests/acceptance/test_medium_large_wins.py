@@ -27,7 +27,7 @@ def test_MW_1_timeout_fails_the_job_naming_the_limit(acceptance: Acceptance):
     a.workspace("mw1-default", ["gong"])
     a.sandbox.faults("hubspot", latency_ms=1500)
     job_id = a.start("mw1", timeoutMs=5000)
-    default_id = a.start("mw1-default")
+    default_id = a.start("mw1-default", "gong")
     assert a.stack.instance.get_run_by_id(job_id).tags["dagster/max_runtime"] == "5"
     assert "dagster/max_runtime" not in a.stack.instance.get_run_by_id(default_id).tags
 
@@ -52,7 +52,7 @@ def test_MW_2_429s_are_retried_with_exponential_backoff(acceptance: Acceptance):
     a.sandbox.faults("gong", next_429=3)
     a.sandbox.faults("monday", next_429=2, retry_after_s=1)
     a.sandbox.faults("hubspot", rate_429=1.0, retry_after_s=0.2)
-    recovering, persistent = a.start("mw2"), a.start("mw2-down")
+    recovering, persistent = a.start("mw2"), a.start("mw2-down", "hubspot")
 
     assert a.wait_job("mw2", recovering)["status"] == "completed"
     gong = [r for r in a.sandbox.requests("gong") if r["path"].startswith("/gong/v2/")]
@@ -266,7 +266,7 @@ def test_LW_3_signed_progress_completion_and_failure_webhooks(acceptance: Accept
     )
     assert put.status_code == 200
     assert a.set_webhook("lw3-broken", receiver.url, SECRET).status_code == 200
-    failed_id = a.start("lw3-broken")
+    failed_id = a.start("lw3-broken", "gong")
     assert a.wait_job("lw3-broken", failed_id)["status"] == "failed"
     (failed,) = receiver.wait_for("sync.failed", timeout_s=60)
     assert failed.envelope["data"]["jobId"] == failed_id
