@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)
 export DEMO_DIR ?= $(CURDIR)/.demo
 
-.PHONY: setup demo test browser-test migrate dev lint bench up down workers workers-down
+.PHONY: setup demo test acceptance browser-test migrate dev lint bench up down workers workers-down
 
 setup: $(STAMP)
 
@@ -30,6 +30,12 @@ test: setup
 browser-test: setup
 	$(PY) -m scripts.check_postgres
 	$(PY) -m pytest -p no:cacheprovider tests/e2e/test_browser.py
+
+## make acceptance: the seed's test plan (tests/acceptance/, one test per ID) on the production-like stack;
+## writes docs/test-execution-log.md. `make test` runs the same tests without writing the log.
+acceptance: setup
+	$(PY) -m scripts.check_postgres
+	ACCEPTANCE_LOG=docs/test-execution-log.md $(PY) -m pytest -p no:cacheprovider tests/acceptance
 
 ## make migrate: apply Alembic migrations to WAREHOUSE_URL (default: the demo's SQLite).
 migrate: setup
