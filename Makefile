@@ -24,12 +24,12 @@ demo: setup
 ## make test: the whole suite against the local Postgres (127.0.0.1:5432, user postgres).
 test: setup
 	$(PY) -m scripts.check_postgres
-	$(PY) -m pytest -p no:cacheprovider
+	$(PY) -m pytest -p no:cacheprovider --ignore=tests/acceptance
 
 ## make browser-test: the Dagster UI (and the API's /docs) checked in headless Chromium; screenshots in .run/screenshots/.
 browser-test: setup
 	$(PY) -m scripts.check_postgres
-	$(PY) -m pytest -p no:cacheprovider tests/e2e/test_browser.py
+	$(PY) -m pytest -p no:cacheprovider --ignore=tests/acceptance tests/e2e/test_browser.py
 
 ## make acceptance: the seed's test plan (tests/acceptance/, one test per ID) on the production-like stack;
 ## writes docs/test-execution-log.md. `make test` runs the same tests without writing the log.

@@ -37,8 +37,9 @@ def test_three_processes_sharing_a_credential_get_distinct_evenly_spaced_slots(p
     gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
     assert len(slots) == 45
     # One atomic statement per call: no slot is handed out twice and none is closer than the interval.
-    assert min(gaps) == pytest.approx(INTERVAL_S, abs=1e-6)
-    assert slots[-1] - slots[0] == pytest.approx(44 * INTERVAL_S, abs=1e-4)
+    # (A gap can be longer when every process was late to ask: the pointer then restarts at "now".)
+    assert min(gaps) >= INTERVAL_S - 1e-6
+    assert slots[-1] - slots[0] >= 44 * INTERVAL_S - 1e-6
 
 
 def test_slots_are_reserved_back_to_back_and_waits_count_down_to_them(pg_url, warehouse):
