@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
+import swagger_ui
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
 
 from api import errors, routes_manage, routes_sync, routes_webhook
 
@@ -21,7 +22,8 @@ app = FastAPI(
     "connections and webhooks. Authenticate with `Authorization: Bearer <token>`.",
     docs_url=None,  # served below from packaged assets: FastAPI's default loads Swagger UI from a CDN
 )
-app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+# swagger-ui-py ships Swagger UI 5 (OpenAPI 3.1, which FastAPI emits); only its static files are used.
+app.mount("/docs-assets", StaticFiles(directory=Path(swagger_ui.__file__).parent / "static"), name="docs-assets")
 errors.install(app)
 app.include_router(routes_manage.router)
 app.include_router(routes_sync.router)
