@@ -173,7 +173,7 @@ def test_four_workspaces_spread_over_both_workers_and_match_a_single_machine_run
     assert {ws: r.status for ws, r in runs.items()} == dict.fromkeys(workspaces, DagsterRunStatus.SUCCESS), [
         failure_messages(stack, run_id) for run_id in launched.values()
     ]
-    assert stack.wait_for_run(again, timeout_s=120).status == DagsterRunStatus.SUCCESS
+    assert stack.wait_for_run(again, timeout_s=120).status == DagsterRunStatus.SUCCESS, failure_messages(stack, again)
 
     # Every step ran on a Celery worker, and both workers (two processes) took steps.
     executions = {ws: step_executions(stack, run_id) for ws, run_id in launched.items()}
