@@ -215,7 +215,9 @@ def test_a_shared_credentials_rate_limit_holds_across_workers(celery):
     never answers 429."""
     stack = celery.stack
     stack.sandbox.reset(sizes={"hubspot": {"deals": 600, "contacts": 150, "companies": 60, "tasks": 80}})
-    stack.sandbox.limits("hubspot", HUBSPOT_RATE["requests"], HUBSPOT_RATE["per_seconds"])
+    # The vendor enforces one call of headroom over the client's pace, so arrival jitter on a busy machine
+    # is not a 429, while two workers each pacing alone (10 calls/s) would be.
+    stack.sandbox.limits("hubspot", HUBSPOT_RATE["requests"] + 1, HUBSPOT_RATE["per_seconds"])
     stack.sandbox.faults("hubspot", latency_ms=100)
     workspaces = ["limit-a", "limit-b"]
     selection = [register(stack, ws, ("hubspot",), rate_limit=HUBSPOT_RATE) for ws in workspaces][0]
