@@ -1,4 +1,4 @@
-"""The real platform, started once for the end-to-end tests of a session."""
+"""The real platform, started afresh for each end-to-end test module."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from tests.stack import Stack, start_stack, stop_stack
 from tests.support import REPO
 
 
-# Package scope: the stack's daemon ticks sensors (webhook delivery, the reaper) against the session's
-# warehouse, so it must be gone before the in-process tests that follow run.
-@pytest.fixture(scope="package")
+# Module scope: each module starts from an empty instance, so runs another module left queued or running
+# cannot delay its runs, and the daemon (whose sensors tick against the session's warehouse) is gone
+# before the in-process tests that follow run.
+@pytest.fixture(scope="module")
 def stack(pg_url: str) -> Iterator[Stack]:
     running = start_stack(pg_url, with_api=(REPO / "api" / "app.py").exists())
     yield running
