@@ -39,7 +39,7 @@ def pg_url() -> Iterator[str]:
             pass
     except sa.exc.OperationalError as exc:
         admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc.orig}")
+        pytest.fail(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc.orig}")
     name = f"loader_test_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
@@ -427,7 +427,11 @@ def test_failed_batch_raises_sqlalchemy_error_and_connection_recovers(
     engine: sa.Engine, bad: dict[str, Any], dialects: set[str]
 ) -> None:
     if engine.dialect.name not in dialects:
-        pytest.skip(f"not an error on {engine.dialect.name}")
+        # SQLite does not enforce VARCHAR lengths: the same batch is simply stored.
+        with engine.begin() as conn:
+            assert upsert_rows(conn, deals, [deal("OK"), deal("BAD", **bad)]) == 2
+        assert sorted(fetch(engine)) == ["BAD", "OK"]
+        return
     with engine.connect() as conn:
         with pytest.raises(sa.exc.DBAPIError), conn.begin():
             upsert_rows(conn, deals, [deal("OK"), deal("BAD", **bad)])
