@@ -38,8 +38,9 @@ def test_three_processes_sharing_a_credential_get_distinct_evenly_spaced_slots(p
     assert len(slots) == 45
     # One atomic statement per call: no slot is handed out twice and none is closer than the interval.
     # (A gap can be longer when every process was late to ask: the pointer then restarts at "now".)
-    assert min(gaps) >= INTERVAL_S - 1e-6
-    assert slots[-1] - slots[0] >= 44 * INTERVAL_S - 1e-6
+    # (1e-3: slots are epoch seconds in double precision, about 1e-7 s of rounding per addition.)
+    assert min(gaps) >= INTERVAL_S - 1e-3
+    assert slots[-1] - slots[0] >= 44 * INTERVAL_S - 1e-3
 
 
 def test_slots_are_reserved_back_to_back_and_waits_count_down_to_them(pg_url, warehouse):
@@ -47,7 +48,7 @@ def test_slots_are_reserved_back_to_back_and_waits_count_down_to_them(pg_url, wa
     reservations = [store.reserve("k", 1.0) for _ in range(4)]
     assert reservations[0].wait_s <= 0.05
     for previous, current in zip(reservations, reservations[1:], strict=False):
-        assert current.slot_at - previous.slot_at == pytest.approx(1.0, abs=1e-6)
+        assert current.slot_at - previous.slot_at == pytest.approx(1.0, abs=1e-3)
         assert current.wait_s > previous.wait_s
 
 
