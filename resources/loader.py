@@ -31,6 +31,7 @@ __all__ = ["KEY_COLUMNS", "dedupe_rows", "upsert_rows"]
 KEY_COLUMNS: tuple[str, ...] = ("workspace_id", "source", "source_id")
 # Columns the database owns: a caller may never set them.
 _RESERVED_COLUMNS = frozenset({"id", "created_at", "updated_at"})
+_key_of = itemgetter(*KEY_COLUMNS)
 
 
 def upsert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -66,9 +67,11 @@ def dedupe_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     "Else" covers ties and any comparison involving ``None``: without two timestamps to compare,
     arrival order is the best evidence of recency. First-seen key order is preserved.
     """
+    keys = list(map(_key_of, rows))
+    if len(set(keys)) == len(keys):  # the usual case, checked at C speed
+        return list(rows)
     best: dict[tuple[Any, Any, Any], Mapping[str, Any]] = {}
-    for row in rows:
-        key = (row["workspace_id"], row["source"], row["source_id"])
+    for key, row in zip(keys, rows, strict=True):
         kept = best.get(key)
         if kept is not None:
             new_ts, old_ts = row.get("source_updated_at"), kept.get("source_updated_at")

@@ -1,7 +1,7 @@
 """resources.loader.upsert_rows against a real PostgreSQL and a SQLite file.
 
 PostgreSQL: a throwaway database ``loader_test_<random>`` on $LOADER_TEST_PG_ADMIN_URL (default: trust
-auth on 127.0.0.1), dropped afterwards. The module is skipped if that server cannot be reached.
+auth on 127.0.0.1), dropped afterwards. The tests fail if that server cannot be reached.
 """
 
 from __future__ import annotations
