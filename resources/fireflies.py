@@ -14,11 +14,10 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import requests
-from pydantic import BaseModel, ConfigDict
 
 from resources.connections import Connection
 from resources.http import MAX_RETRY_AFTER_S, AuthExpired, RetryableError, VendorClient, VendorError
-from resources.models import Page
+from resources.models import Page, VendorRecord
 from resources.vendor import VendorResource
 
 DEFAULT_BASE_URL = "https://api.fireflies.ai"
@@ -43,18 +42,8 @@ query Transcripts($fromDate: DateTime, $toDate: DateTime, $limit: Int, $skip: In
 """
 
 
-class FirefliesTranscript(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-
-    @property
-    def source_id(self) -> str:
-        return self.id
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        return self.model_dump()
+class FirefliesTranscript(VendorRecord):
+    """A transcript as the ``transcripts`` query returns it."""
 
 
 def fireflies_time(moment: datetime) -> str:

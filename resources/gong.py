@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from resources.connections import Connection
 from resources.http import VendorClient, VendorError
-from resources.models import Page
+from resources.models import Page, VendorRecord
 from resources.vendor import VendorResource
 
 DEFAULT_BASE_URL = "https://api.gong.io"
@@ -30,20 +30,8 @@ CONTENT_SELECTOR: dict[str, Any] = {
 }
 
 
-class GongCallMeta(BaseModel):
+class GongCallMeta(VendorRecord):
     """A call as ``/v2/calls`` lists it (and as ``metaData`` of an extensive call)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-
-    @property
-    def source_id(self) -> str:
-        return self.id
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        return self.model_dump()
 
 
 class GongCall(BaseModel):

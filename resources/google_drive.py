@@ -7,33 +7,28 @@ all three are throttling. ``dailyLimitExceeded`` and other 403s are final.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import requests
-from pydantic import BaseModel, ConfigDict
 
 from resources.connections import Connection
-from resources.http import RetryableError, VendorClient, VendorError
-from resources.models import Page
+from resources.http import RetryableError, VendorError
+from resources.models import Page, VendorRecord
+from resources.oauth import OAuthRefreshClient
 from resources.vendor import VendorResource
 
 DEFAULT_BASE_URL = "https://www.googleapis.com"
 DEFAULT_TOKEN_URL = "https://oauth2.googleapis.com/token"
 FILES_PATH = "/drive/v3/files"
 DEFAULT_PAGE_SIZE = 1000
-TOKEN_REFRESH_MARGIN_S = 60
 THROTTLE_REASONS = {"userRateLimitExceeded", "rateLimitExceeded"}
 FILE_FIELDS = "id,name,mimeType,modifiedTime,createdTime,trashed,parents,webViewLink,owners(emailAddress),size"
 FIELDS_MASK = f"nextPageToken,incompleteSearch,files({FILE_FIELDS})"
 
 
-class DriveFile(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="allow")
-
-    id: str
+class DriveFile(VendorRecord):
     name: str | None = None
     mimeType: str | None = None  # noqa: N815 - Drive's field names, kept for the raw payload
     modifiedTime: str | None = None  # noqa: N815
@@ -41,10 +36,6 @@ class DriveFile(BaseModel):
     owners: list[dict[str, Any]] | None = None
     size: str | None = None
     trashed: bool | None = None
-
-    @property
-    def source_id(self) -> str:
-        return self.id
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -55,48 +46,19 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class GoogleDriveClient(VendorClient):
+class GoogleDriveClient(OAuthRefreshClient):
     vendor = "Google Drive"
+    default_expires_in_s = 3599
 
     def __init__(self, credentials: dict[str, Any], token_url: str, page_size: int, **kwargs: Any):
-        super().__init__(**kwargs)
-        self._credentials = credentials
-        self.token_url = token_url
+        super().__init__(credentials, **kwargs)
+        self.token_endpoint = token_url
         self.page_size = min(max(page_size, 1), 1000)
-        self._access_token: str | None = credentials.get("access_token")
-        self._expires_at = float("inf") if self._access_token else 0.0
-
-    # --- auth -----------------------------------------------------------------------------------
-
-    def authorize(self, headers: dict[str, str]) -> None:
-        if self._access_token is None or time.time() > self._expires_at - TOKEN_REFRESH_MARGIN_S:
-            self.refresh_auth()
-        headers["Authorization"] = f"Bearer {self._access_token}"
-
-    def refresh_auth(self) -> None:
-        if "refresh_token" not in self._credentials:
-            raise VendorError(self.vendor, "the access token was rejected (401) and there is no refresh_token", 401)
-        response = self.request(
-            "POST",
-            self.token_url,
-            data={
-                "client_id": self._credentials.get("client_id", ""),
-                "client_secret": self._credentials.get("client_secret", ""),
-                "refresh_token": self._credentials["refresh_token"],
-                "grant_type": "refresh_token",
-            },
-            authorized=False,
-        )
-        body = response.json()
-        self._access_token = body["access_token"]
-        self._expires_at = time.time() + float(body.get("expires_in", 3599))
 
     # --- errors ---------------------------------------------------------------------------------
 
     def classify(self, response: requests.Response) -> None:
         status = response.status_code
-        if response.url.split("?")[0] == self.token_url and status in (400, 401):
-            raise VendorError(self.vendor, f"OAuth refresh refused: {self.error_detail(response)}", status)
         if status == 403 and self._reason(response) in THROTTLE_REASONS:
             raise RetryableError("throttled", 403, self.error_detail(response), self._retry_after(response))
         super().classify(response)
@@ -126,7 +88,7 @@ class GoogleDriveClient(VendorClient):
 
     def _path(self, url: str) -> str:
         bare = url.split("?")[0]
-        return "token endpoint" if bare == self.token_url else super()._path(bare)
+        return "token endpoint" if bare == self.token_endpoint else super()._path(bare)
 
     # --- reads ----------------------------------------------------------------------------------
 

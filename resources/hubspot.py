@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, ClassVar
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from resources.connections import Connection
-from resources.http import RetryableError, VendorClient, VendorError
-from resources.models import Page
+from resources.http import RetryableError, VendorError
+from resources.models import Page, VendorRecord
+from resources.oauth import OAuthRefreshClient
 from resources.rate_limit import CredentialLimiter
 from resources.vendor import VendorResource
 
@@ -20,7 +20,6 @@ DEFAULT_BASE_URL = "https://api.hubapi.com"
 SEARCH_RESULT_CAP = 10_000
 LIST_PAGE_SIZE = 100
 SEARCH_PAGE_SIZE = 200
-TOKEN_REFRESH_MARGIN_S = 60
 
 
 def modified_property(object_type: str) -> str:
@@ -28,64 +27,25 @@ def modified_property(object_type: str) -> str:
     return "lastmodifieddate" if object_type == "contacts" else "hs_lastmodifieddate"
 
 
-class HubSpotObject(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+class HubSpotObject(VendorRecord):
+    model_config = ConfigDict(extra="ignore")
 
-    id: str
     properties: dict[str, Any] = Field(default_factory=dict)
     created_at: str | None = Field(default=None, alias="createdAt")
     updated_at: str | None = Field(default=None, alias="updatedAt")
     archived: bool = False
 
-    @property
-    def source_id(self) -> str:
-        return self.id
 
-    @property
-    def payload(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True)
-
-
-class HubSpotClient(VendorClient):
+class HubSpotClient(OAuthRefreshClient):
     vendor = "HubSpot"
+    # HubSpot says a 401 is not a reliable refresh signal: expires_in is tracked instead.
+    default_expires_in_s = 1800
+    no_refresh_token_message = "the private-app token was rejected (401)"
 
     def __init__(self, credentials: dict[str, Any], search_limiter: CredentialLimiter, **kwargs: Any):
-        super().__init__(**kwargs)
-        self._credentials = credentials
+        super().__init__(credentials, **kwargs)
+        self.token_endpoint = f"{self.base_url}/oauth/v1/token"
         self._search_limiter = search_limiter
-        self._access_token: str | None = credentials.get("access_token")
-        self._expires_at = float("inf") if self._access_token else 0.0
-
-    # --- auth -----------------------------------------------------------------------------------
-
-    def authorize(self, headers: dict[str, str]) -> None:
-        if self._access_token is None or time.time() > self._expires_at - TOKEN_REFRESH_MARGIN_S:
-            self.refresh_auth()
-        headers["Authorization"] = f"Bearer {self._access_token}"
-
-    def refresh_auth(self) -> None:
-        if "refresh_token" not in self._credentials:
-            raise VendorError(self.vendor, "the private-app token was rejected (401)", status=401)
-        response = self.request(
-            "POST",
-            "/oauth/v1/token",
-            data={
-                "grant_type": "refresh_token",
-                "client_id": self._credentials.get("client_id", ""),
-                "client_secret": self._credentials.get("client_secret", ""),
-                "refresh_token": self._credentials["refresh_token"],
-            },
-            authorized=False,
-        )
-        body = response.json()
-        self._access_token = body["access_token"]
-        # HubSpot says a 401 is not a reliable refresh signal: track expires_in ourselves.
-        self._expires_at = time.time() + float(body.get("expires_in", 1800))
-
-    def classify(self, response: requests.Response) -> None:
-        if response.status_code == 400 and response.request.url.endswith("/oauth/v1/token"):
-            raise VendorError(self.vendor, f"OAuth refresh refused: {self.error_detail(response)}", 400)
-        super().classify(response)
 
     def error_detail(self, response: requests.Response) -> str:
         try:

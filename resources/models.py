@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from pydantic import BaseModel, ConfigDict
+
 
 class SourceRecord(Protocol):
     """What the sync loop needs of any vendor record."""
@@ -15,6 +17,23 @@ class SourceRecord(Protocol):
 
     @property
     def payload(self) -> dict[str, Any]: ...
+
+
+class VendorRecord(BaseModel):
+    """A vendor record as its client returns it, keyed by ``id``: typed where a connector reads it,
+    and whole in ``payload`` (stored as ``properties`` and in the dead-letter table)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    id: str
+
+    @property
+    def source_id(self) -> str:
+        return self.id
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True)
 
 
 RecordT = TypeVar("RecordT")

@@ -14,11 +14,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 
 import requests
-from pydantic import BaseModel, Field
+from pydantic import ConfigDict, Field
 
 from resources.connections import Connection
 from resources.http import MAX_RETRY_AFTER_S, RetryableError, VendorClient, VendorError, parse_retry_after
-from resources.models import Page
+from resources.models import Page, VendorRecord
 from resources.vendor import VendorResource
 
 DEFAULT_BASE_URL = "https://api.monday.com"
@@ -67,8 +67,9 @@ CURSOR_EXPIRED_CODES = {_normalise(c) for c in ("CursorExpiredError", "CURSOR_EX
 _RESET_IN = re.compile(r"reset in (\d+(?:\.\d+)?) seconds?")
 
 
-class MondayItem(BaseModel):
-    id: str
+class MondayItem(VendorRecord):
+    model_config = ConfigDict(extra="ignore")
+
     name: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
@@ -76,14 +77,6 @@ class MondayItem(BaseModel):
     group: dict[str, Any] | None = None
     board: dict[str, Any] | None = None
     column_values: list[dict[str, Any]] = Field(default_factory=list)
-
-    @property
-    def source_id(self) -> str:
-        return self.id
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        return self.model_dump()
 
 
 class MondayThrottled(RetryableError):

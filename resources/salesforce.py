@@ -21,8 +21,9 @@ import requests
 from pydantic import Field
 
 from resources.connections import Connection
-from resources.http import RetryableError, VendorClient, VendorError
+from resources.http import RetryableError, VendorError
 from resources.models import Page
+from resources.oauth import OAuthRefreshClient
 from resources.vendor import VendorResource
 
 DEFAULT_LOGIN_URL = "https://login.salesforce.com"
@@ -73,51 +74,27 @@ def soql_datetime(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class SalesforceClient(VendorClient):
+class SalesforceClient(OAuthRefreshClient):
     vendor = "Salesforce"
+    # Salesforce sends no expires_in (the lifetime is the org's session timeout): refresh on 401.
+    no_refresh_token_message = "the access token was rejected and there is no refresh_token"
 
     def __init__(self, credentials: dict[str, Any], settings: SalesforceSettings, **kwargs: Any):
-        super().__init__(**kwargs)
-        self._credentials = credentials
+        super().__init__(credentials, **kwargs)
         self.settings = settings
-        self.login_url = self.base_url
+        self.token_endpoint = f"{self.base_url}{TOKEN_PATH}"
         # The data host comes from the token response; a stored instance_url lets a stored token work.
         self.base_url = str(credentials.get("instance_url") or self.base_url).rstrip("/")
-        self._access_token: str | None = credentials.get("access_token")
         self.data_path = f"/services/data/v{settings.api_version}"
 
-    # --- auth -----------------------------------------------------------------------------------
-
-    def authorize(self, headers: dict[str, str]) -> None:
-        if self._access_token is None:
-            self.refresh_auth()
-        headers["Authorization"] = f"Bearer {self._access_token}"
-
-    def refresh_auth(self) -> None:
-        if not self._credentials.get("refresh_token"):
-            raise VendorError(self.vendor, "the access token was rejected and there is no refresh_token", 401)
-        response = self.request(
-            "POST",
-            f"{self.login_url}{TOKEN_PATH}",
-            data={
-                "grant_type": "refresh_token",
-                "client_id": self._credentials.get("client_id", ""),
-                "client_secret": self._credentials.get("client_secret", ""),
-                "refresh_token": self._credentials["refresh_token"],
-            },
-            authorized=False,
-        )
-        body = response.json()
-        self._access_token = body["access_token"]
+    def accept_token(self, body: dict[str, Any]) -> None:
+        super().accept_token(body)
         self.base_url = str(body["instance_url"]).rstrip("/")
 
     # --- error classification -------------------------------------------------------------------
 
     def classify(self, response: requests.Response) -> None:
-        status = response.status_code
-        if urlsplit(response.url).path.endswith(TOKEN_PATH) and status in (400, 401):
-            raise VendorError(self.vendor, f"OAuth refresh refused: {self.error_detail(response)}", status)
-        if status == 403 and _error_fields(response)[0] == THROTTLE_CODE:
+        if response.status_code == 403 and _error_fields(response)[0] == THROTTLE_CODE:
             raise RetryableError("throttled", 403, self.error_detail(response), self._retry_after(response))
         super().classify(response)
 
