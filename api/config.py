@@ -11,7 +11,6 @@ from resources.db import get_engine
 from resources.settings import warehouse_url
 
 # API-triggered runs jump the nightly batch (scheduled runs use priority 0).
-API_RUN_PRIORITY = "10"
 
 
 def admin_token() -> str | None:

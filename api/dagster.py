@@ -15,19 +15,11 @@ from dagster import DagsterInstance, DagsterRunStatus, RunRecord, RunsFilter
 from api import config
 from api.errors import ApiError
 from sync_assets.partitions import WORKSPACE_PARTITIONS_NAME
+from sync_assets.runs import IN_FLIGHT, MAX_RUNTIME_TAG, PARTITION_TAG
 
 logger = logging.getLogger("api")
 
-PARTITION_TAG = "dagster/partition"
 ROOT_RUN_TAG = "dagster/root_run_id"
-MAX_RUNTIME_TAG = "dagster/max_runtime"
-IN_FLIGHT = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-    DagsterRunStatus.CANCELING,
-]
 
 LAUNCH_ATTEMPTS = 3
 CODE_SERVER_UNREACHABLE = "DagsterUserCodeUnreachableError"

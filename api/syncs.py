@@ -13,13 +13,21 @@ from typing import Any
 from dagster import DagsterEventType, DagsterRunStatus, RunRecord
 from sqlalchemy import Connection, Engine, func, select, update
 
-from api.config import API_RUN_PRIORITY
-from api.dagster import MAX_RUNTIME_TAG, PARTITION_TAG, DagsterGateway
+from api.dagster import DagsterGateway
 from api.errors import ApiError, not_found
 from api.locks import workspace_lock
 from resources import schema
 from sync_assets import CONNECTORS_BY_NAME
-from sync_assets.loop import FULL_REFRESH_TAG, SYNC_ID_TAG, SYNC_TYPE_TAG
+from sync_assets.runs import (
+    API_PRIORITY,
+    FULL_REFRESH_TAG,
+    MAX_RUNTIME_TAG,
+    PARTITION_TAG,
+    PRIORITY_TAG,
+    SYNC_ID_TAG,
+    SYNC_TYPE_TAG,
+    connector_asset_names,
+)
 
 logger = logging.getLogger("api")
 
@@ -66,7 +74,7 @@ def syncable_connectors(engine: Engine, workspace_id: str) -> list[str]:
 
 
 def run_tags(sync_id: str, options: SyncOptions) -> dict[str, str]:
-    tags = {SYNC_TYPE_TAG: "manual", SYNC_ID_TAG: sync_id, "dagster/priority": API_RUN_PRIORITY}
+    tags = {SYNC_TYPE_TAG: "manual", SYNC_ID_TAG: sync_id, PRIORITY_TAG: API_PRIORITY}
     if options.full_refresh:
         tags[FULL_REFRESH_TAG] = "true"
     if options.timeout_ms is not None:
@@ -95,7 +103,7 @@ def trigger(
         job_name, assets = f"sync_{connector}", None
     elif connectors:
         job_name = "sync_workspace"
-        assets = [key for name in connectors for key in CONNECTORS_BY_NAME[name].asset_names]
+        assets = connector_asset_names(connectors)
     else:
         raise not_found(f"active connections of workspace {workspace_id!r}")
 

@@ -8,7 +8,6 @@ from collections import defaultdict
 
 from dagster import (
     AssetKey,
-    DagsterRunStatus,
     DefaultScheduleStatus,
     RunRequest,
     RunsFilter,
@@ -22,15 +21,15 @@ from resources import schema
 from resources.warehouse import WarehouseResource
 from sync_assets import CONNECTORS_BY_NAME
 from sync_assets.partitions import workspace_partitions
-
-IN_FLIGHT = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-    DagsterRunStatus.CANCELING,
-]
-SCHEDULED_PRIORITY = "0"  # API-triggered runs use a higher priority and jump the nightly batch
+from sync_assets.runs import (
+    IN_FLIGHT,
+    PARTITION_TAG,
+    PRIORITY_TAG,
+    SCHEDULED_PRIORITY,
+    SYNC_ID_TAG,
+    SYNC_TYPE_TAG,
+    connector_asset_names,
+)
 
 
 def active_connections(warehouse: WarehouseResource) -> dict[str, list[str]]:
@@ -50,7 +49,7 @@ def active_connections(warehouse: WarehouseResource) -> dict[str, list[str]]:
 
 
 def asset_selection(connectors: list[str]) -> list[AssetKey]:
-    return [AssetKey(name.split("/")) for c in connectors for name in CONNECTORS_BY_NAME[c].asset_names]
+    return [AssetKey(name.split("/")) for name in connector_asset_names(connectors)]
 
 
 def build_daily_schedule(job):
@@ -68,7 +67,7 @@ def build_daily_schedule(job):
             context.log.info("No workspaces")
             return SkipReason("No workspaces")
         context.log.info(f"Queueing daily sync jobs for {len(workspaces)} workspace(s)")
-        busy = {run.tags.get("dagster/partition") for run in context.instance.get_runs(RunsFilter(statuses=IN_FLIGHT))}
+        busy = {run.tags.get(PARTITION_TAG) for run in context.instance.get_runs(RunsFilter(statuses=IN_FLIGHT))}
         registered = set(context.instance.get_dynamic_partitions(workspace_partitions.name))
         when = context.scheduled_execution_time
         day = when.strftime("%Y-%m-%d") if when else f"manual-{uuid.uuid4().hex[:8]}"
@@ -89,10 +88,10 @@ def build_daily_schedule(job):
                     run_key=f"daily:{workspace_id}:{day}",
                     asset_selection=asset_selection(connectors),
                     tags={
-                        "dagster/partition": workspace_id,
-                        "sync_type": "scheduled",
-                        "sync_id": str(uuid.uuid4()),
-                        "dagster/priority": SCHEDULED_PRIORITY,
+                        PARTITION_TAG: workspace_id,
+                        SYNC_TYPE_TAG: "scheduled",
+                        SYNC_ID_TAG: str(uuid.uuid4()),
+                        PRIORITY_TAG: SCHEDULED_PRIORITY,
                     },
                 )
             )

@@ -22,6 +22,7 @@ from resources.settings import REPO_ROOT, sandbox_port, warehouse_url
 from scripts.environment import prepare_embedded_environment
 from sync_assets import CONNECTORS
 from sync_assets.partitions import workspace_partitions
+from sync_assets.runs import PARTITION_TAG, SYNC_TYPE_TAG
 
 WORKSPACE = "demo"
 SEED = 42
@@ -96,7 +97,7 @@ def register(offered: dict[str, Any], instance: DagsterInstance) -> list[str]:
 
 def run_sync(connectors: list[str], log_path: Path) -> int:
     """Run the `sync_workspace` job through Dagster, printing per-connector progress meanwhile."""
-    tags = {"dagster/partition": WORKSPACE, "sync_type": "manual"}
+    tags = {PARTITION_TAG: WORKSPACE, SYNC_TYPE_TAG: "manual"}
     command = [
         sys.executable,
         "-m",

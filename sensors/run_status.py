@@ -30,8 +30,8 @@ from resources.notifier import NotifierResource, job_id_of
 from resources.webhooks.config import has_webhook
 from sync_assets import CONNECTORS
 from sync_assets.loop import SYNC_ID_TAG
+from sync_assets.runs import PARTITION_TAG
 
-PARTITION_TAG = "dagster/partition"
 WILL_RETRY_TAG = "dagster/will_retry"
 FAILURE_REASON_TAG = "dagster/failure_reason"
 MAX_ERRORS = 10

@@ -29,11 +29,9 @@ from pydantic import ValidationError
 
 from resources.warehouse import WarehouseResource, dead_letter_row, utcnow
 from sync_assets.recipe import Connector, Entity
+from sync_assets.runs import FULL_REFRESH_TAG, MAX_RUNTIME_TAG, SYNC_ID_TAG, SYNC_TYPE_TAG
 
 FAILED_RECORDS_CHECK = "no_failed_records"
-FULL_REFRESH_TAG = "full_refresh"
-SYNC_TYPE_TAG = "sync_type"
-SYNC_ID_TAG = "sync_id"
 PROGRESS_INTERVAL_S = 2.0
 page_log = logging.getLogger("sync.pages")
 if not page_log.handlers:
@@ -44,7 +42,6 @@ if not page_log.handlers:
     page_log.propagate = False
 # The run's lease: a reaper fails runs whose heartbeat is older than the lease (sensors/reaper.py).
 HEARTBEAT_INTERVAL_S = float(os.environ.get("SYNC_HEARTBEAT_SECONDS", "20"))
-MAX_RUNTIME_TAG = "dagster/max_runtime"
 # Beyond this many records at one instant, the boundary is simply re-read (upserts absorb it).
 MAX_WATERMARK_IDS = 1000
 
