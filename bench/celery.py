@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from the repo root: make the code location importable
@@ -34,7 +34,7 @@ from resources.control_plane import upsert_connection, upsert_workspace  # noqa:
 from resources.db import dispose_all, get_engine  # noqa: E402
 from resources.secrets import generate_key  # noqa: E402
 from scripts import workers  # noqa: E402
-from scripts.environment import migrate  # noqa: E402
+from scripts.databases import create_database, drop_database  # noqa: E402
 from sync_assets import CONNECTORS_BY_NAME  # noqa: E402
 from sync_assets.loop import asset_key  # noqa: E402
 from tests.stack import Stack, start_stack, stop_stack  # noqa: E402
@@ -124,14 +124,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    admin = create_engine(f"{args.server}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
-    os.environ["WAREHOUSE_URL"] = f"{args.server}/{DB_NAME}"
-    os.environ.setdefault("SYNC_SECRET_KEY", generate_key())
     os.environ["TEST_PG_ADMIN_URL"] = f"{args.server}/postgres"
-    migrate(os.environ["WAREHOUSE_URL"])
+    os.environ["WAREHOUSE_URL"] = create_database(DB_NAME)
+    os.environ.setdefault("SYNC_SECRET_KEY", generate_key())
 
     vhost = f"bench_celery_{secrets.token_hex(3)}"
     broker = workers.create_vhost(vhost)
@@ -158,9 +153,7 @@ def main() -> None:
         stop_stack(stack)
         workers.delete_vhost(vhost)
         dispose_all()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        admin.dispose()
+        drop_database(DB_NAME)
 
     def best_rate(count: int) -> float:
         return max(r["records_per_s"] for r in results if r["workers"] == count)

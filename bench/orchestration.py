@@ -35,15 +35,9 @@ WAREHOUSE_DB = "bench_orchestration"
 
 def fresh_warehouse() -> str:
     from resources.secrets import generate_key
-    from tests.conftest import migrate
+    from scripts.databases import create_database
 
-    admin = create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{WAREHOUSE_DB}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{WAREHOUSE_DB}"'))
-    admin.dispose()
-    url = ADMIN.rsplit("/", 1)[0] + f"/{WAREHOUSE_DB}"
-    migrate(url)
+    url = create_database(WAREHOUSE_DB, admin=ADMIN)
     os.environ["WAREHOUSE_URL"] = url
     os.environ.setdefault("SYNC_SECRET_KEY", generate_key())
     return url

@@ -36,6 +36,7 @@ from resources.connections import Connection  # noqa: E402
 from resources.gong import GongResource  # noqa: E402
 from resources.http import VendorError  # noqa: E402
 from resources.rate_limit import RateLimit  # noqa: E402
+from scripts.databases import create_database  # noqa: E402
 
 DB_NAME = "bench_ratelimit"
 ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -70,12 +71,7 @@ def worker(sandbox: str, store_url: str, start_at: float, until: float) -> None:
 
 
 def fresh_database() -> str:
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{DB_NAME}"'))
-    admin.dispose()
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{DB_NAME}"
+    url = create_database(DB_NAME, migrated=False, admin=ADMIN_URL)
     engine = sa.create_engine(url)
     schema.rate_limit_slots.create(engine)
     engine.dispose()

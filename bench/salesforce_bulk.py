@@ -30,6 +30,8 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from the repo root: make the code location importable
 
+from scripts.databases import create_database  # noqa: E402
+
 DB_NAME = "bench_salesforce"
 ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 RESULTS = ROOT / "bench" / "results" / "salesforce_bulk.json"
@@ -88,19 +90,7 @@ def child(workspace: str) -> None:
 
 
 def recreate_database() -> str:
-    from alembic import command
-    from alembic.config import Config
-
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.exec_driver_sql(f"CREATE DATABASE {DB_NAME}")
-    admin.dispose()
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{DB_NAME}"
-    config = Config(str(ROOT / "migrations" / "alembic.ini"))
-    config.cmd_opts = type("Opts", (), {"x": [f"url={url}"]})()
-    command.upgrade(config, "head")
-    return url
+    return create_database(DB_NAME, admin=ADMIN_URL)
 
 
 def start_sandbox() -> tuple[subprocess.Popen, str]:

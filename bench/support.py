@@ -16,6 +16,8 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
+from scripts import databases
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
 ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -25,26 +27,11 @@ DEALS_PROPERTIES = "dealname,amount,dealstage,pipeline,closedate,hubspot_owner_i
 
 def recreate_database(name: str) -> str:
     """Drop and re-create database ``name``, migrate it to head, and return its URL."""
-    from alembic import command
-    from alembic.config import Config
-
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    admin.dispose()
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    config = Config(str(ROOT / "migrations" / "alembic.ini"))
-    config.cmd_opts = type("Opts", (), {"x": [f"url={url}"]})()
-    command.upgrade(config, "head")
-    return url
+    return databases.create_database(name, admin=ADMIN_URL)
 
 
 def drop_database(name: str) -> None:
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.dispose()
+    databases.drop_database(name, admin=ADMIN_URL)
 
 
 class Sandbox:

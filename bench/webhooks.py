@@ -33,6 +33,7 @@ from resources.db import get_engine  # noqa: E402
 from resources.secrets import generate_key  # noqa: E402
 from resources.webhooks.config import set_webhook  # noqa: E402
 from scripts import stack  # noqa: E402
+from scripts.databases import create_database  # noqa: E402
 from scripts.environment import migrate  # noqa: E402
 from tests.receiver import Receiver  # noqa: E402
 from tests.support import Sandbox, free_port  # noqa: E402
@@ -48,12 +49,7 @@ FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus
 
 
 def fresh_database(name: str) -> str:
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    return create_database(name, migrated=False, admin=PG_ADMIN)
 
 
 def percentile(values: list[float], q: float) -> float:

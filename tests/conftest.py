@@ -8,35 +8,22 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from dagster import DagsterInstance, instance_for_test
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from resources import schema
 from resources.control_plane import upsert_connection, upsert_workspace
 from resources.db import dispose_all, get_engine
 from resources.secrets import generate_key
-from tests.support import REPO, Sandbox
-
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-
-
-def migrate(url: str) -> None:
-    config = Config(str(REPO / "migrations" / "alembic.ini"))
-    config.cmd_opts = type("Opts", (), {"x": [f"url={url}"]})()
-    command.upgrade(config, "head")
+from scripts.databases import create_database, drop_database
+from tests.support import Sandbox
 
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh database per test session, so parallel sessions and other work never collide."""
     name = f"sync_test_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    migrate(url)
+    url = create_database(name)
     previous = {k: os.environ.get(k) for k in ("WAREHOUSE_URL", "SYNC_SECRET_KEY")}
     os.environ["WAREHOUSE_URL"] = url
     os.environ["SYNC_SECRET_KEY"] = generate_key()
@@ -47,9 +34,7 @@ def pg_url() -> Iterator[str]:
         else:
             os.environ[key] = value
     dispose_all()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    drop_database(name)
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from typing import Any
 from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.instance.ref import InstanceRef
 from dagster_graphql import DagsterGraphQLClient
-from sqlalchemy import create_engine, text
 
 from scripts import stack as processes
+from scripts.databases import create_database, drop_database
 from tests.support import REPO, Sandbox, free_port
 
 LOCATION = "sales_sync"
@@ -75,12 +75,8 @@ class Stack:
 
 
 def start_stack(warehouse_url: str, *, with_api: bool, extra_env: dict[str, str] | None = None) -> Stack:
-    admin_url = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     db = f"dagster_test_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{db}"'))
-    admin.dispose()
+    instance_url = create_database(db, migrated=False)  # Dagster creates its own schema
     home = Path(tempfile.mkdtemp(prefix="dagster_home_"))
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     dagster_port, api_port, sandbox_port = free_port(), free_port(), free_port()
@@ -88,7 +84,7 @@ def start_stack(warehouse_url: str, *, with_api: bool, extra_env: dict[str, str]
         **os.environ,
         "PYTHONPATH": str(REPO),
         "DAGSTER_HOME": str(home),
-        "DAGSTER_PG_URL": admin_url.rsplit("/", 1)[0].replace("+psycopg", "+psycopg2") + f"/{db}",
+        "DAGSTER_PG_URL": instance_url.replace("+psycopg:", "+psycopg2:"),
         "WAREHOUSE_URL": warehouse_url,
         "WEBHOOK_ALLOW_PRIVATE": "1",
         "SYNC_LEASE_SECONDS": "12",
@@ -110,9 +106,5 @@ def start_stack(warehouse_url: str, *, with_api: bool, extra_env: dict[str, str]
 
 def stop_stack(stack: Stack) -> None:
     processes.stop(stack.services)
-    admin_url = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{stack.instance_db}" WITH (FORCE)'))
-    admin.dispose()
+    drop_database(stack.instance_db)
     shutil.rmtree(stack.home, ignore_errors=True)
