@@ -223,6 +223,39 @@ class TokenStore:
         self._tokens.clear()
 
 
+@dataclass(frozen=True)
+class OAuthCredential:
+    """An OAuth app's client id/secret and a refresh token, as a vendor hands them to one tenant."""
+
+    client_id: str
+    client_secret: str
+    refresh_token: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"client_id": self.client_id, "client_secret": self.client_secret, "refresh_token": self.refresh_token}
+
+
+class OAuthApps:
+    """The refresh-token credentials a vendor has issued, found by refresh token or client id."""
+
+    def __init__(self, *issued: OAuthCredential) -> None:
+        self._by_refresh_token: dict[str, OAuthCredential] = {}
+        self._client_ids: set[str] = set()
+        for credential in issued:
+            self.issue(credential)
+
+    def issue(self, credential: OAuthCredential) -> OAuthCredential:
+        self._by_refresh_token[credential.refresh_token] = credential
+        self._client_ids.add(credential.client_id)
+        return credential
+
+    def by_refresh_token(self, refresh_token: str) -> OAuthCredential | None:
+        return self._by_refresh_token.get(refresh_token)
+
+    def knows_client(self, client_id: object) -> bool:
+        return client_id in self._client_ids
+
+
 class Vendor(ABC):
     """One simulated vendor API, mounted at /{name}.
 

@@ -13,14 +13,23 @@ import binascii
 import hashlib
 import re
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from . import gen
-from .core import Identity, InvalidRequest, SandboxRequest, Vendor, json_response, now_ms, parsed
+from .core import (
+    Identity,
+    InvalidRequest,
+    OAuthApps,
+    OAuthCredential,
+    SandboxRequest,
+    Vendor,
+    json_response,
+    now_ms,
+    parsed,
+)
 from .store import EntityStore, Group, numeric_ranges, ranges_and
 
 TOKEN_TTL_S = 3599
@@ -48,18 +57,11 @@ _TERM = re.compile(r"^\s*(\w+)\s*(>=|<=|!=|=|>|<)\s*(.+?)\s*$")
 _OPS = {">": "GT", ">=": "GTE", "<": "LT", "<=": "LTE", "=": "EQ", "!=": "NEQ"}
 
 
-@dataclass(frozen=True)
-class Credential:
-    client_id: str
-    client_secret: str
-    refresh_token: str
-
-
-def _credential(tenant: str) -> Credential:
+def _credential(tenant: str) -> OAuthCredential:
     def u(kind: str) -> str:
         return uuid.uuid5(_NS, f"drive:{tenant}:{kind}").hex
 
-    return Credential(
+    return OAuthCredential(
         f"{u('client')[:12]}-sandbox.apps.googleusercontent.com", "GOCSPX-" + u("secret")[:28], "1//0" + u("refresh")
     )
 
@@ -81,9 +83,7 @@ class GoogleDrive(Vendor):
 
     def __init__(self) -> None:
         super().__init__()
-        default = _credential("default")
-        self._creds = {default.refresh_token: default}
-        self._client_ids = {default.client_id}
+        self.apps = OAuthApps(_credential("default"))
         self.store = EntityStore(0, lambda i: 0)
         self._prefix = 0
         self._id_code = ""
@@ -171,15 +171,9 @@ class GoogleDrive(Vendor):
 
     # --- identity and vendor error bodies ------------------------------------------------------
     def connection(self, base_url: str, tenant: str) -> dict[str, Any]:
-        cred = _credential(tenant)
-        self._creds[cred.refresh_token] = cred
-        self._client_ids.add(cred.client_id)
+        cred = self.apps.issue(_credential(tenant))
         return {
-            "credentials": {
-                "client_id": cred.client_id,
-                "client_secret": cred.client_secret,
-                "refresh_token": cred.refresh_token,
-            },
+            "credentials": cred.as_dict(),
             "config": {"base_url": base_url, "token_url": f"{base_url}/token"},
         }
 
@@ -189,7 +183,7 @@ class GoogleDrive(Vendor):
     def identify(self, req: SandboxRequest) -> Identity:
         if self.is_auth_endpoint(req):
             client_id = req.body.get("client_id") if isinstance(req.body, dict) else None
-            return Identity(client_id if client_id in self._client_ids else None, False)
+            return Identity(client_id if self.apps.knows_client(client_id) else None, False)
         return self.tokens.lookup(req.bearer())
 
     def unauthorized(self, req: SandboxRequest) -> Response:
@@ -239,7 +233,7 @@ class GoogleDrive(Vendor):
                 },
                 400,
             )
-        cred = self._creds.get(str(form.get("refresh_token", "")))
+        cred = self.apps.by_refresh_token(str(form.get("refresh_token", "")))
         if cred is None or form.get("client_id") != cred.client_id:
             return json_response({"error": "invalid_grant", "error_description": "Bad Request"}, 400)
         if form.get("client_secret") != cred.client_secret:

@@ -17,7 +17,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from . import gen
-from .core import Identity, RenderCache, SandboxRequest, Vendor, json_response, now_ms, parsed, rate_remaining
+from .core import (
+    Identity,
+    OAuthApps,
+    OAuthCredential,
+    RenderCache,
+    SandboxRequest,
+    Vendor,
+    json_response,
+    now_ms,
+    parsed,
+    rate_remaining,
+)
 from .core import InvalidRequest as BadRequest
 from .store import ALL, EntityStore, Group, numeric_ranges, ranges_and
 
@@ -158,18 +169,11 @@ def _oauth_error(status: str, message: str, sub_category: str, **extra: str) -> 
     )
 
 
-@dataclass(frozen=True)
-class Credential:
-    client_id: str
-    client_secret: str
-    refresh_token: str
-
-
-def _credential(tenant: str) -> Credential:
+def _credential(tenant: str) -> OAuthCredential:
     def u(kind: str) -> str:
         return str(uuid.uuid5(_NS, f"hubspot:{tenant}:{kind}"))
 
-    return Credential(u("client"), u("secret"), "na1-" + u("refresh")[4:])
+    return OAuthCredential(u("client"), u("secret"), "na1-" + u("refresh")[4:])
 
 
 class HubSpot(Vendor):
@@ -180,9 +184,7 @@ class HubSpot(Vendor):
 
     def __init__(self) -> None:
         super().__init__()
-        default = _credential("default")
-        self._creds = {default.refresh_token: default}
-        self._client_ids = {default.client_id}
+        self.apps = OAuthApps(_credential("default"))
         self.stores: dict[str, EntityStore] = {}
         self._hash_prefix: dict[str, int] = {}
         self._json_cache = RenderCache(JSON_CACHE_SIZE)
@@ -277,15 +279,9 @@ class HubSpot(Vendor):
 
     # --- identity and vendor error bodies ------------------------------------------------------
     def connection(self, base_url: str, tenant: str) -> dict[str, Any]:
-        cred = _credential(tenant)
-        self._creds[cred.refresh_token] = cred
-        self._client_ids.add(cred.client_id)
+        cred = self.apps.issue(_credential(tenant))
         return {
-            "credentials": {
-                "client_id": cred.client_id,
-                "client_secret": cred.client_secret,
-                "refresh_token": cred.refresh_token,
-            },
+            "credentials": cred.as_dict(),
             "config": {"base_url": base_url},
         }
 
@@ -295,7 +291,7 @@ class HubSpot(Vendor):
     def identify(self, req: SandboxRequest) -> Identity:
         if self.is_auth_endpoint(req):
             client_id = req.body.get("client_id") if isinstance(req.body, dict) else None
-            return Identity(client_id if client_id in self._client_ids else None, False)
+            return Identity(client_id if self.apps.knows_client(client_id) else None, False)
         return self.tokens.lookup(req.bearer())
 
     def unauthorized(self, req: SandboxRequest) -> Response:
@@ -355,7 +351,7 @@ class HubSpot(Vendor):
         form = form if isinstance(form, dict) else {}
         if form.get("grant_type") != "refresh_token":
             return _oauth_error("BAD_GRANT_TYPE", "grant_type must be refresh_token", "INVALID_GRANT_TYPE")
-        cred = self._creds.get(str(form.get("refresh_token", "")))
+        cred = self.apps.by_refresh_token(str(form.get("refresh_token", "")))
         if cred is None:
             return _oauth_error("BAD_REFRESH_TOKEN", "missing or unknown refresh token", "INVALID_TOKEN")
         if form.get("client_id") != cred.client_id or form.get("client_secret") != cred.client_secret:

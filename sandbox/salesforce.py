@@ -30,7 +30,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from . import gen
-from .core import Identity, SandboxRequest, Vendor, json_response, now_ms, parsed
+from .core import Identity, OAuthApps, OAuthCredential, SandboxRequest, Vendor, json_response, now_ms, parsed
 from .core import InvalidRequest as BadRequest
 from .store import INF, EntityStore, Group, Selection
 
@@ -297,18 +297,11 @@ class BulkJob:
             self.state = "Failed" if self.fails else "JobComplete"
 
 
-@dataclass(frozen=True)
-class Credential:
-    client_id: str
-    client_secret: str
-    refresh_token: str
-
-
-def _credential(tenant: str) -> Credential:
+def _credential(tenant: str) -> OAuthCredential:
     def u(kind: str) -> str:
         return uuid.uuid5(_NS, f"salesforce:{tenant}:{kind}").hex
 
-    return Credential("3MVG9" + u("client"), u("secret").upper(), "5Aep861" + u("refresh"))
+    return OAuthCredential("3MVG9" + u("client"), u("secret").upper(), "5Aep861" + u("refresh"))
 
 
 def _errors(status: int, code: str, message: str) -> Response:
@@ -342,9 +335,7 @@ class Salesforce(Vendor):
 
     def __init__(self) -> None:
         super().__init__()
-        default = _credential("default")
-        self._creds = {default.refresh_token: default}
-        self._client_ids = {default.client_id}
+        self.apps = OAuthApps(_credential("default"))
         self.stores: dict[str, EntityStore] = {}
         self._hash_prefix: dict[str, int] = {}
         self._cursors: OrderedDict[str, Cursor] = OrderedDict()
@@ -419,15 +410,9 @@ class Salesforce(Vendor):
 
     # --- identity and vendor error bodies ------------------------------------------------------
     def connection(self, base_url: str, tenant: str) -> dict[str, Any]:
-        cred = _credential(tenant)
-        self._creds[cred.refresh_token] = cred
-        self._client_ids.add(cred.client_id)
+        cred = self.apps.issue(_credential(tenant))
         return {
-            "credentials": {
-                "client_id": cred.client_id,
-                "client_secret": cred.client_secret,
-                "refresh_token": cred.refresh_token,
-            },
+            "credentials": cred.as_dict(),
             "config": {"base_url": base_url},
         }
 
@@ -437,7 +422,7 @@ class Salesforce(Vendor):
     def identify(self, req: SandboxRequest) -> Identity:
         if self.is_auth_endpoint(req):
             client_id = _client_auth(req)[0]
-            return Identity(client_id if client_id in self._client_ids else None, False)
+            return Identity(client_id if self.apps.knows_client(client_id) else None, False)
         return self.tokens.lookup(req.bearer())
 
     def unauthorized(self, req: SandboxRequest) -> Response:
@@ -491,7 +476,7 @@ class Salesforce(Vendor):
                 {"error": "unsupported_grant_type", "error_description": "grant type not supported"}, 400
             )
         client_id, client_secret = _client_auth(req)
-        cred = self._creds.get(str(form.get("refresh_token", "")))
+        cred = self.apps.by_refresh_token(str(form.get("refresh_token", "")))
         if cred is None or client_id != cred.client_id:
             return json_response({"error": "invalid_grant", "error_description": "authentication failure"}, 400)
         if client_secret != cred.client_secret:
