@@ -7,12 +7,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
-from dagster import AssetsDefinition, DagsterInstance, materialize
+from dagster import AssetKey, AssetRecordsFilter, AssetsDefinition, DagsterInstance, materialize
 
 from resources.db import get_engine
 from resources.notifier import NotifierResource
@@ -20,6 +21,7 @@ from resources.warehouse import WarehouseResource
 from sync_assets import CONNECTORS
 
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -126,6 +128,25 @@ def run_sync(
         selection=selection,
         raise_on_error=False,
     )
+
+
+def latest_metadata(instance: DagsterInstance, asset: str, workspace: str) -> dict[str, Any]:
+    """The metadata of the latest materialization of ``asset`` ("hubspot/deals") for a workspace."""
+    record = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(asset.split("/")), asset_partitions=[workspace]), limit=1
+    ).records[0]
+    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+
+
+def wait_until(predicate: Callable[[], T], timeout_s: float = 60, what: str = "condition") -> T:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise TimeoutError(f"{what} not reached within {timeout_s}s")
 
 
 def rows(sql: str, **params: Any) -> list[tuple]:

@@ -6,14 +6,14 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from dagster import AssetKey, AssetRecordsFilter
+from dagster import AssetKey
 
 from definitions import connector_assets
 from resources.fireflies import FirefliesResource, fireflies_time
 from resources.http import VendorError
 from resources.warehouse import WarehouseResource
 from tests.conftest import register
-from tests.support import rows, run_sync
+from tests.support import latest_metadata, rows, run_sync
 
 FIREFLIES = next(a for a in connector_assets if AssetKey(["fireflies", "calls"]) in a.keys)
 WS = "acme"
@@ -21,10 +21,7 @@ RETRY_LINE = re.compile(r"^\[Fireflies Client\] Rate limited \(429\), retrying i
 
 
 def metadata(instance) -> dict:
-    record = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey(["fireflies", "calls"]), asset_partitions=[WS]), limit=1
-    ).records[0]
-    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+    return latest_metadata(instance, "fireflies/calls", WS)
 
 
 def graphql_requests(sandbox) -> list[dict]:

@@ -6,14 +6,14 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from dagster import AssetKey, AssetRecordsFilter
+from dagster import AssetKey
 
 from definitions import connector_assets
 from resources.gong import GongResource, gong_time
 from resources.http import VendorError
 from resources.warehouse import WarehouseResource
 from tests.conftest import register
-from tests.support import rows, run_sync
+from tests.support import latest_metadata, rows, run_sync
 
 GONG = next(a for a in connector_assets if AssetKey(["gong", "calls"]) in a.keys)
 WS = "acme"
@@ -22,10 +22,7 @@ RETRY_LINE = re.compile(r"^\[Gong Client\] Rate limited \(429\), retrying in (\d
 
 
 def metadata(instance, workspace: str = WS) -> dict:
-    record = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey(["gong", "calls"]), asset_partitions=[workspace]), limit=1
-    ).records[0]
-    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+    return latest_metadata(instance, "gong/calls", workspace)
 
 
 def data_requests(sandbox) -> list[dict]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from dagster import AssetKey, AssetRecordsFilter
+from dagster import AssetKey
 
 from definitions import connector_assets
 from resources.google_drive import FIELDS_MASK, GoogleDriveResource
 from resources.warehouse import WarehouseResource
 from tests.conftest import register
-from tests.support import rows, run_sync
+from tests.support import latest_metadata, rows, run_sync
 
 DRIVE = next(a for a in connector_assets if AssetKey(["google_drive", "documents"]) in a.keys)
 WS = "acme"
@@ -21,10 +21,7 @@ SIZES = {"google_drive": {"files": 150}}
 
 
 def metadata(instance) -> dict:
-    record = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey(["google_drive", "documents"]), asset_partitions=[WS]), limit=1
-    ).records[0]
-    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+    return latest_metadata(instance, "google_drive/documents", WS)
 
 
 def list_calls(sandbox) -> list[dict]:

@@ -11,7 +11,7 @@ from definitions import connector_assets
 from resources.hubspot import HubSpotResource
 from resources.warehouse import WarehouseResource
 from tests.conftest import register
-from tests.support import rows, run_sync
+from tests.support import latest_metadata, rows, run_sync
 
 HUBSPOT = next(a for a in connector_assets if AssetKey(["hubspot", "deals"]) in a.keys)
 WS = "acme"
@@ -19,10 +19,7 @@ SIZES = {"hubspot": {"deals": 120, "contacts": 150, "companies": 60, "tasks": 80
 
 
 def metadata(instance, entity: str, workspace: str = WS) -> dict:
-    record = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey(["hubspot", entity]), asset_partitions=[workspace]), limit=1
-    ).records[0]
-    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+    return latest_metadata(instance, f"hubspot/{entity}", workspace)
 
 
 def sandbox_deal_ids(count: int) -> list[str]:

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
-from dagster import AssetKey, AssetRecordsFilter
+from dagster import AssetKey
 
 from definitions import connector_assets
 from tests.conftest import register
-from tests.support import rows, run_sync
+from tests.support import latest_metadata, rows, run_sync
 
 MONDAY = next(a for a in connector_assets if AssetKey(["monday", "tasks"]) in a.keys)
 WS = "acme"
@@ -22,10 +22,7 @@ SIZES = {"monday": {"boards": 2, "items": 120}}
 
 
 def metadata(instance) -> dict:
-    record = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey(["monday", "tasks"]), asset_partitions=[WS]), limit=1
-    ).records[0]
-    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+    return latest_metadata(instance, "monday/tasks", WS)
 
 
 def graphql_calls(sandbox) -> list[dict]:

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from dagster import AssetKey, AssetRecordsFilter
+from dagster import AssetKey
 
 from definitions import connector_assets
 from resources.http import VendorError
@@ -14,7 +14,7 @@ from resources.salesforce import SalesforceResource, soql_datetime
 from resources.warehouse import WarehouseResource
 from sync_assets.salesforce import COMMON_FIELDS, FIELDS
 from tests.conftest import register
-from tests.support import rows, run_sync
+from tests.support import latest_metadata, rows, run_sync
 
 SALESFORCE = next(a for a in connector_assets if AssetKey(["salesforce", "deals"]) in a.keys)
 WS = "acme"
@@ -28,10 +28,7 @@ def sf_id(prefix: str, index: int) -> str:
 
 
 def metadata(instance, entity: str) -> dict[str, Any]:
-    record = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey(["salesforce", entity]), asset_partitions=[WS]), limit=1
-    ).records[0]
-    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+    return latest_metadata(instance, f"salesforce/{entity}", WS)
 
 
 def log_messages(instance, result) -> list[str]:

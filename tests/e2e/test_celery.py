@@ -21,7 +21,7 @@ from scripts import workers
 from sync_assets import CONNECTORS_BY_NAME
 from sync_assets.loop import asset_key
 from tests.stack import Stack, start_stack, stop_stack
-from tests.support import rows, run_sync
+from tests.support import rows, run_sync, wait_until
 
 TABLES = ("deals", "contacts", "accounts", "tasks")
 HUBSPOT_RATE = {"requests": 5, "per_seconds": 1}  # one request every 202 ms per credential
@@ -243,16 +243,6 @@ def test_a_shared_credentials_rate_limit_holds_across_workers(celery):
         assert rows("SELECT count(*), count(DISTINCT source_id) FROM deals WHERE workspace_id = :w", w=ws) == [
             (600, 600)
         ]
-
-
-def wait_until(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise TimeoutError(f"{what} not reached within {timeout_s}s")
 
 
 def test_a_killed_workers_step_is_redelivered_to_the_other_worker_without_loss_or_duplicates(celery):

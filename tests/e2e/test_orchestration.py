@@ -18,7 +18,7 @@ import definitions
 from resources.control_plane import upsert_connection, upsert_workspace
 from resources.db import get_engine
 from resources.settings import warehouse_url
-from tests.support import REPO, rows
+from tests.support import REPO, rows, wait_until
 
 SIZES = {"hubspot": {"deals": 120, "contacts": 150, "companies": 60, "tasks": 80}}
 
@@ -29,16 +29,6 @@ def register(stack, workspace: str, **config) -> None:
     offered = stack.sandbox.connections()["hubspot"]
     upsert_connection(engine, workspace, "hubspot", offered["credentials"], {**offered["config"], **config})
     stack.instance.add_dynamic_partitions("workspace", [workspace])
-
-
-def wait_until(predicate, timeout_s: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise TimeoutError(f"{what} not reached within {timeout_s}s")
 
 
 def interval(stack, run_id: str) -> tuple[float, float]:
