@@ -147,7 +147,7 @@ def main() -> None:
             stack.sandbox.faults(vendor, latency_ms=args.latency_ms)
         for n, worker_count in enumerate(args.sequence):
             workspaces = [f"bench-{n}-{worker_count}w-{i}" for i in range(1, args.workspaces + 1)]
-            results.append(one_round(stack, worker_count, workspaces, stack.home / "logs"))
+            results.append(one_round(stack, worker_count, workspaces, stack.logs))
             print(f"{worker_count} worker(s): {results[-1]}", flush=True)
     finally:
         stop_stack(stack)

@@ -111,7 +111,7 @@ def main() -> None:
         set_webhook(engine, WORKSPACE, receiver.url, SECRET)
         instance = DagsterInstance.get()
         instance.add_dynamic_partitions("workspace", [WORKSPACE])
-        stack.start(services, dict(os.environ), home / "logs")
+        stack.start(services, dict(os.environ), home / "process-logs")  # not DAGSTER_HOME/logs: telemetry empties it
         client = DagsterGraphQLClient("127.0.0.1", port_number=dagster_port)
         time.sleep(6)  # let the run-status sensors take their first (cursor-only) tick
         warmup = one_run(client, instance, receiver)

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from resources.warehouse import WarehouseResource, dead_letter_row, utcnow
 from sync_assets.recipe import Connector, Entity
-from sync_assets.runs import FULL_REFRESH_TAG, MAX_RUNTIME_TAG, SYNC_ID_TAG, SYNC_TYPE_TAG
+from sync_assets.runs import FULL_REFRESH_TAG, MAX_RUNTIME_TAG, SYNC_ID_TAG, SYNC_TYPE_TAG, job_timeout_message
 
 FAILED_RECORDS_CHECK = "no_failed_records"
 PROGRESS_INTERVAL_S = 2.0
@@ -144,7 +144,8 @@ class ConnectorSync:
         limit_s = self.context.run.tags.get(MAX_RUNTIME_TAG) or self.context.instance.run_monitoring_max_runtime_seconds
         record = self.context.instance.get_run_record_by_id(self.run_id)
         if limit_s and record and record.start_time and time.time() - record.start_time >= float(limit_s):
-            return f"Job {self.run_id} exceeded timeout of {int(float(limit_s) * 1000)}ms"
+            # Named by the job id the API returned: a retried run's root run.
+            return job_timeout_message(self.context.run.root_run_id or self.run_id, float(limit_s))
         return f"Job {self.run_id} was interrupted (canceled or terminated)"
 
     def sync_entity(self, entity: Entity, log_id: int) -> EntityResult:

@@ -26,6 +26,11 @@ IN_FLIGHT = [
 ]
 
 
+def job_timeout_message(run_id: str, limit_s: float) -> str:
+    """The seed's MW-1 wording for a run stopped at its max runtime: the sync log and the API agree."""
+    return f"Job {run_id} exceeded timeout of {int(limit_s * 1000)}ms"
+
+
 def connector_asset_names(connectors: list[str]) -> list[str]:
     """The asset keys ("hubspot/deals", …) a workspace sync of these connectors selects."""
     from sync_assets import CONNECTORS_BY_NAME

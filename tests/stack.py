@@ -36,6 +36,12 @@ class Stack:
     instance_db: str
 
     @property
+    def logs(self) -> Path:
+        """Where the processes write stdout/stderr. Not DAGSTER_HOME/logs: Dagster's telemetry uploader
+        moves the files there away and deletes them."""
+        return self.home / "process-logs"
+
+    @property
     def instance(self) -> DagsterInstance:
         return DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home)))
 
@@ -99,9 +105,10 @@ def start_stack(warehouse_url: str, *, with_api: bool, extra_env: dict[str, str]
     found = processes.services(
         env, dagster_port=dagster_port, api_port=api_port, sandbox_port=sandbox_port, with_api=with_api
     )
-    processes.start(found, env, home / "logs")
     sandbox = Sandbox(f"http://127.0.0.1:{sandbox_port}")
-    return Stack(home, dagster_port, api_port, sandbox, found, env, db)
+    stack = Stack(home, dagster_port, api_port, sandbox, found, env, db)
+    processes.start(found, env, stack.logs)
+    return stack
 
 
 def stop_stack(stack: Stack) -> None:

@@ -3,14 +3,13 @@ the sandbox's control API; waits poll job status, never sleep blindly."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import requests
 from dagster import DagsterEventType
 
 from tests.stack import LOCATION, Stack
+from tests.support import wait_until
 
 ADMIN_TOKEN = "test-admin-token"
 FINAL = {"completed", "completed_with_errors", "failed", "canceled"}
@@ -52,17 +51,6 @@ query Run($runId: ID!) {
   }
 }
 """
-
-
-def wait_until(predicate: Callable[[], T], timeout_s: float = 60, what: str = "condition", every_s: float = 0.25) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached within {timeout_s}s")
-        time.sleep(every_s)
 
 
 class Acceptance:
@@ -109,10 +97,13 @@ class Acceptance:
 
     def wait_job(self, workspace_id: str, job_id: str, timeout_s: float = 180) -> dict[str, Any]:
         def finished() -> dict[str, Any] | None:
+            # Finished, and its sync_log rows settled too: after run monitoring fails a run, the step
+            # process still records the failure in sync_log a moment later.
             job = self.job(workspace_id, job_id)
-            return job if job["status"] in FINAL else None
+            settled = all(r["status"] not in ("pending", "running") for r in job["results"])
+            return job if job["status"] in FINAL and settled else None
 
-        job = wait_until(finished, timeout_s, f"job {job_id} finished", every_s=0.3)
+        job = wait_until(finished, timeout_s, f"job {job_id} finished")
         print(f"job {job_id} of {workspace_id}: {job['status']} {job.get('error') or ''}\n{self.timeline(job_id)}")
         return job
 
@@ -145,7 +136,7 @@ class Acceptance:
 
     def code_server_log(self) -> str:
         """What the webserver and its code server printed (schedule evaluations log there)."""
-        return "".join(p.read_text(errors="replace") for p in sorted((self.stack.home / "logs").glob("*.log")))
+        return "".join(p.read_text(errors="replace") for p in sorted(self.stack.logs.glob("*.log")))
 
     def timeline(self, run_id: str) -> str:
         """The run's events, seconds after its creation: shown when a test fails."""

@@ -69,8 +69,9 @@ def test_EDGE_4_more_than_10000_records_use_bulk_api_2(acceptance: Acceptance):
     account = [
         (r["method"], r["path"].removeprefix(API))
         for r in a.sandbox.requests("salesforce")
-        if "Account" in str(r["query"].get("q", ""))
-        or "Account" in str((r.get("body") or {}).get("query", ""))
+        # "FROM Account": other objects' queries select AccountId.
+        if "FROM Account" in str(r["query"].get("q", ""))
+        or "FROM Account" in str((r.get("body") or {}).get("query", ""))
         or "/jobs/query" in r["path"]
     ]
     assert account[0] == ("GET", "/query") and account[1] == ("POST", "/jobs/query")

@@ -61,7 +61,7 @@ def platform(pg_url: str) -> Iterator[CeleryPlatform]:
         },
     )
     try:
-        pool = workers.start_workers(2, stack.env, stack.home / "logs")
+        pool = workers.start_workers(2, stack.env, stack.logs)
         try:
             yield CeleryPlatform(stack, pool)
         finally:
