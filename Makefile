@@ -21,18 +21,19 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(PY) -m scripts.demo
 
-## make test: the whole suite against the local Postgres (127.0.0.1:5432, user postgres).
+## make test: the whole suite against the local Postgres (127.0.0.1:5432, user postgres), the seed's
+## acceptance tests (tests/acceptance) included.
 test: setup
 	$(PY) -m scripts.check_postgres
-	$(PY) -m pytest -p no:cacheprovider --ignore=tests/acceptance
+	$(PY) -m pytest -p no:cacheprovider
 
 ## make browser-test: the Dagster UI (and the API's /docs) checked in headless Chromium; screenshots in .run/screenshots/.
 browser-test: setup
 	$(PY) -m scripts.check_postgres
-	$(PY) -m pytest -p no:cacheprovider --ignore=tests/acceptance tests/e2e/test_browser.py
+	$(PY) -m pytest -p no:cacheprovider tests/e2e/test_browser.py
 
 ## make acceptance: the seed's test plan (tests/acceptance/, one test per ID) on the production-like stack;
-## writes docs/test-execution-log.md. `make test` runs the same tests without writing the log.
+## writes docs/test-execution-log.md. `make test` runs the same tests (with the rest) without writing the log.
 acceptance: setup
 	$(PY) -m scripts.check_postgres
 	ACCEPTANCE_LOG=docs/test-execution-log.md $(PY) -m pytest -p no:cacheprovider tests/acceptance

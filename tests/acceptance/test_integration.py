@@ -156,7 +156,7 @@ def test_INT_4_failures_are_handled_gracefully(acceptance: Acceptance, receiver:
     a.sandbox.faults("hubspot", next_429=2, retry_after_s=1)  # the API recovers after two refusals
     bad_item = a.sandbox.mutate("monday", "items", 1)["ids"][0]
     a.sandbox.faults("monday", bad_records=[bad_item])
-    a.sandbox.faults("google_drive", latency_ms=8000)  # each request: the run outlives 5 s
+    a.sandbox.faults("google_drive", latency_ms=20_000)  # the run outlives 5 s plus a monitoring poll (5 s)
 
     jobs = {
         "int4-api": a.start("int4-api", "hubspot"),
