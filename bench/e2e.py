@@ -40,6 +40,7 @@ from bench.support import (  # noqa: E402
     prepare_hubspot_workspace,
     recreate_database,
     run_child,
+    sync_resources,
     write_results,
 )
 
@@ -57,7 +58,6 @@ def child_ours(workspace: str) -> dict[str, Any]:
     from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, materialize
 
     from definitions import connector_assets
-    from resources.warehouse import WarehouseResource
     from sync_assets import CONNECTORS_BY_NAME
 
     connector = CONNECTORS_BY_NAME["hubspot"]
@@ -71,7 +71,7 @@ def child_ours(workspace: str) -> dict[str, Any]:
         instance=instance,
         partition_key=workspace,
         selection=["hubspot/deals"],
-        resources={"warehouse": WarehouseResource(), connector.resource_key: connector.resource},
+        resources=sync_resources(connector.resource_key, connector.resource),
     )
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
     record = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, asset_partitions=[workspace]), limit=1)

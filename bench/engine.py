@@ -47,6 +47,7 @@ from bench.support import (  # noqa: E402
     machine,
     prepare_hubspot_workspace,
     recreate_database,
+    sync_resources,
     write_results,
 )
 
@@ -125,16 +126,12 @@ def sync(
     from dagster import AssetKey, DagsterInstance, materialize
 
     from definitions import connector_assets
-    from resources.warehouse import WarehouseResource
 
     prepare_hubspot_workspace(url, sandbox)
     assets = next(a for a in connector_assets if AssetKey(["hubspot", "deals"]) in a.keys)
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("workspace", [WORKSPACE])
-    resources = {
-        "warehouse": WarehouseResource(url=url),
-        "hubspot": replay_resource(page_bodies(results, records, page_size)),
-    }
+    resources = sync_resources("hubspot", replay_resource(page_bodies(results, records, page_size)), url)
     cpu, wall = time.process_time(), time.perf_counter()
     result = materialize(
         [assets], instance=instance, partition_key=WORKSPACE, selection=["hubspot/deals"], resources=resources

@@ -171,6 +171,21 @@ def rows_webhooks(r: dict[str, Any]) -> list[Row]:
     return [below("webhook run end -> delivery p95", r["p95_s"], r["target_p95_s"], " s")]
 
 
+def rows_api(r: dict[str, Any]) -> list[Row]:
+    figures = r["figures"]
+    rows = [below("api POST /sync 202 p50", figures["POST /sync (202)"]["p50_ms"], 50, " ms")]
+    rows += [below(f"api {endpoint} p99", f["p99_ms"], 500, " ms") for endpoint, f in figures.items()]
+    return rows
+
+
+def rows_celery(r: dict[str, Any]) -> list[Row]:
+    rows = [
+        shown(f"celery records/s, {one['workers']} worker(s)", f"{one['records_per_s']:,.0f}") for one in r["results"]
+    ]
+    rows.append(shown("celery 2 workers / 1 worker", f"{r['ratio_2_over_1']:.2f}x"))
+    return rows
+
+
 def rows_generic(r: dict[str, Any]) -> list[Row]:
     """Result files without an adapter: a ``table`` list of rows, if the benchmark wrote one."""
     return [Row(**{k: row.get(k) for k in ("figure", "target", "value", "ratio", "met")}) for row in r["table"]]
@@ -184,6 +199,8 @@ ADAPTERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "ratelimit": rows_ratelimit,
     "orchestration": rows_orchestration,
     "webhooks": rows_webhooks,
+    "api": rows_api,
+    "celery": rows_celery,
 }
 
 

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from the repo root: make the code location importable
 
+from bench.support import sync_resources  # noqa: E402
 from scripts.databases import create_database  # noqa: E402
 
 DB_NAME = "bench_salesforce"
@@ -45,7 +46,6 @@ def child(workspace: str) -> None:
     from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, materialize
 
     from definitions import connector_assets
-    from resources.warehouse import WarehouseResource
     from sync_assets import CONNECTORS_BY_NAME
 
     connector = CONNECTORS_BY_NAME["salesforce"]
@@ -64,7 +64,7 @@ def child(workspace: str) -> None:
         instance=instance,
         partition_key=workspace,
         selection=["salesforce/accounts"],
-        resources={"warehouse": WarehouseResource(), connector.resource_key: connector.resource},
+        resources=sync_resources(connector.resource_key, connector.resource),
     )
     seconds = time.perf_counter() - started
     if profile:

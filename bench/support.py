@@ -130,3 +130,13 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return path
+
+
+def sync_resources(resource_key: str, resource: Any, warehouse_url: str | None = None) -> dict[str, Any]:
+    """The resources a connector's assets need when a benchmark materializes them in-process, as
+    definitions.py wires them (the notifier writes nothing for a workspace without a webhook)."""
+    from resources.notifier import NotifierResource
+    from resources.warehouse import WarehouseResource
+
+    warehouse = WarehouseResource(url=warehouse_url) if warehouse_url else WarehouseResource()
+    return {"warehouse": warehouse, "notifier": NotifierResource(), resource_key: resource}
