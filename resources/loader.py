@@ -29,6 +29,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 __all__ = ["KEY_COLUMNS", "dedupe_rows", "upsert_rows"]
 
 KEY_COLUMNS: tuple[str, ...] = ("workspace_id", "source", "source_id")
+# Key of the per-DBAPI-connection record of the transaction that last filled each staging table.
+_STAGING_STATE = "upsert_rows.staging"
 # Columns the database owns: a caller may never set them.
 _RESERVED_COLUMNS = frozenset({"id", "created_at", "updated_at"})
 _key_of = itemgetter(*KEY_COLUMNS)
@@ -116,16 +118,22 @@ def _upsert_postgres(
     staging = quote(_staging_name(table, columns))
     col_list = ", ".join(quote(c) for c in columns)
 
-    # Running SQL through SQLAlchemy first makes it autobegin its transaction if the caller has not, so
-    # the raw COPY below never runs in a transaction SQLAlchemy does not know about.
-    # The staging table lives as long as the DBAPI connection (created once, with the target's column
-    # types and no constraints or indexes) and is emptied at every commit. TRUNCATE covers a second
-    # call in the same transaction and, unlike DELETE, does not let the table grow call after call.
-    conn.exec_driver_sql(
-        f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
-        f"SELECT {col_list} FROM {target} WITH NO DATA"
-    )
-    conn.exec_driver_sql(f"TRUNCATE {staging}")
+    # Begin SQLAlchemy's transaction if the caller has not, so the raw statements below never run in a
+    # transaction SQLAlchemy does not know about (it would never commit them).
+    transaction = conn.get_transaction() or conn.begin()
+    # The staging table lives as long as the DBAPI connection (with the target's column types and no
+    # constraints or indexes; its creation is undone if the first transaction rolls back, hence IF NOT
+    # EXISTS every time) and is emptied at every commit. TRUNCATE covers a second call in the same
+    # transaction and, unlike DELETE, does not let the table grow call after call.
+    last_used = conn.connection.info.setdefault(_STAGING_STATE, {})
+    with driver.cursor() as cur:
+        cur.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
+            f"SELECT {col_list} FROM {target} WITH NO DATA"
+        )
+        if last_used.get(staging) is transaction:
+            cur.execute(f"TRUNCATE {staging}")
+    last_used[staging] = transaction
 
     # One C-level pass turns the rows into tuples in column order; both COPY formats write those.
     tuples = list(map(itemgetter(*columns), rows))  # >= 3 columns, so always tuples
@@ -146,10 +154,15 @@ def _upsert_postgres(
     updates = [f"{quote(c)} = EXCLUDED.{quote(c)}" for c in columns if c not in KEY_COLUMNS]
     updates.append(f"{quote('updated_at')} = now()")
     key_list = ", ".join(quote(c) for c in KEY_COLUMNS)
-    conn.exec_driver_sql(
+    upsert_sql = (
         f"INSERT INTO {target} ({col_list}) SELECT {col_list} FROM {staging} "
         f"ON CONFLICT ({key_list}) DO UPDATE SET {', '.join(updates)}"
     )
+    try:
+        with driver.cursor() as cur:
+            cur.execute(upsert_sql)
+    except dbapi_error as exc:
+        raise sa.exc.DBAPIError.instance(upsert_sql, None, exc, dbapi_error, dialect=conn.dialect) from exc
 
 
 def _copy_binary(cur: Any, copy_sql: str, types: list[str], tuples: list[tuple[Any, ...]]) -> None:
