@@ -13,7 +13,6 @@ Writes bench/results/api.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -30,10 +29,11 @@ sys.path.insert(0, str(REPO))
 import requests  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
+from bench.support import write_results  # noqa: E402
+
 ADMIN_PG = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 WAREHOUSE_DB = "bench_api"
 ADMIN_TOKEN = "bench-admin-token"
-RESULTS = REPO / "bench" / "results" / "api.json"
 ENDPOINTS = ("POST /sync (202)", "POST /sync (409)", "GET /sync/status", "GET /sync/jobs/{id}")
 
 
@@ -150,26 +150,22 @@ def main() -> None:
         "p50_202_under_50ms": accepted["p50_ms"] < 50,
     }
     print("targets:", verdict)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "api",
-                "when": datetime.now(UTC).isoformat(),
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                "load_average_before": [round(x, 2) for x in load_before],
-                "load_average_after": [round(x, 2) for x in os.getloadavg()],
-                "clients": args.clients,
-                "rounds": args.rounds,
-                "wall_s": round(wall_s, 1),
-                "figures": figures,
-                "targets": verdict,
-            },
-            indent=2,
-        )
-        + "\n"
+    path = write_results(
+        "api",
+        {
+            "benchmark": "api",
+            "when": datetime.now(UTC).isoformat(),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+            "clients": args.clients,
+            "rounds": args.rounds,
+            "wall_s": round(wall_s, 1),
+            "figures": figures,
+            "targets": verdict,
+        },
     )
-    print(f"wrote {RESULTS.relative_to(REPO)}")
+    print(f"wrote {path.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

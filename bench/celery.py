@@ -15,7 +15,6 @@ printed, and written to bench/results/celery.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import secrets
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from the repo root: make the co
 
 from dagster import DagsterEventType, DagsterRunStatus  # noqa: E402
 
+from bench.support import write_results  # noqa: E402
 from resources.control_plane import upsert_connection, upsert_workspace  # noqa: E402
 from resources.db import dispose_all, get_engine  # noqa: E402
 from resources.secrets import generate_key  # noqa: E402
@@ -40,7 +40,6 @@ from sync_assets.loop import asset_key  # noqa: E402
 from tests.stack import Stack, start_stack, stop_stack  # noqa: E402
 
 DB_NAME = "bench_celery"
-RESULTS = ROOT / "bench" / "results" / "celery.json"
 CONNECTORS = ("hubspot", "salesforce")
 SIZES = {
     "hubspot": {"deals": 1000, "contacts": 600, "companies": 200, "tasks": 200},
@@ -168,28 +167,25 @@ def main() -> None:
         per_min, load = steps / r["seconds"] * 60, r["loadavg_5min"]
         print(f"{r['workers']:>8} {r['seconds']:>9.1f} {r['records_per_s']:>10.0f} {per_min:>10.1f} {load:>13.1f}")
     print(f"2 workers / 1 worker throughput (best round each): {ratio:.2f}x")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "workload": {
-                    "workspaces": args.workspaces,
-                    "connectors": CONNECTORS,
-                    "latency_ms": args.latency_ms,
-                    "sizes": scaled_sizes(args.scale),
-                },
-                "results": results,
-                "ratio_2_over_1": round(ratio, 3),
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "loadavg_end": os.getloadavg(),
-                },
+    path = write_results(
+        "celery",
+        {
+            "workload": {
+                "workspaces": args.workspaces,
+                "connectors": CONNECTORS,
+                "latency_ms": args.latency_ms,
+                "sizes": scaled_sizes(args.scale),
             },
-            indent=2,
-        )  # fmt: skip
-        + "\n"
+            "results": results,
+            "ratio_2_over_1": round(ratio, 3),
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "loadavg_end": os.getloadavg(),
+            },
+        },
     )
+    print(f"wrote {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

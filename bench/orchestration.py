@@ -14,7 +14,6 @@ Writes bench/results/orchestration.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -28,6 +27,8 @@ sys.path.insert(0, str(REPO))
 
 from dagster import DagsterEventType, DagsterRunStatus, build_schedule_context  # noqa: E402
 from sqlalchemy import create_engine, insert, text  # noqa: E402
+
+from bench.support import write_results  # noqa: E402
 
 ADMIN = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 WAREHOUSE_DB = "bench_orchestration"
@@ -207,9 +208,7 @@ def main() -> None:
         print(f"pickup QUEUED->STARTING p95          {p95:>6.2f} s   < 2 s      {p95 / 2:.2f}")
     for count, figures in report.get("parallelism", {}).items():
         print(f"parallel {count:>2} workspaces speed-up      {figures['speedup_vs_serial']:>6.2f}x")
-    out = REPO / "bench" / "results" / "orchestration.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
+    write_results("orchestration", report)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Results go to ``bench/results/ratelimit.json``; the database ``bench_ratelimit``
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -31,6 +30,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from the repo root: make the code location importable
 
+from bench.support import write_results  # noqa: E402
 from resources import schema  # noqa: E402
 from resources.connections import Connection  # noqa: E402
 from resources.gong import GongResource  # noqa: E402
@@ -40,7 +40,6 @@ from scripts.databases import create_database  # noqa: E402
 
 DB_NAME = "bench_ratelimit"
 ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-RESULTS = ROOT / "bench" / "results" / "ratelimit.json"
 LIMIT, PER_SECONDS = 100, 60.0
 CALLS = 20_000  # 200 pages; workers wrap around when they reach the end
 WINDOW_S = 60.0
@@ -201,34 +200,30 @@ def main() -> None:
         "throughput_ge_95pct": shared["achieved_over_allowed"] >= 0.95,
     }
     print("targets:", ", ".join(f"{k}={'PASS' if v else 'FAIL'}" for k, v in targets.items()))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "ratelimit",
-                "run_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": {
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                    "cpus": os.cpu_count(),
-                    "load_average_1_5_15_before": load_before,
-                    "load_average_1_5_15_after": os.getloadavg(),
-                },
-                "settings": {
-                    "processes": args.processes,
-                    "minutes": args.minutes,
-                    "limit": LIMIT,
-                    "per_seconds": PER_SECONDS,
-                    "interval_s": round(RateLimit(LIMIT, PER_SECONDS).interval_s, 4),
-                },
-                "results": results,
-                "targets": targets,
+    path = write_results(
+        "ratelimit",
+        {
+            "benchmark": "ratelimit",
+            "run_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "cpus": os.cpu_count(),
+                "load_average_1_5_15_before": load_before,
+                "load_average_1_5_15_after": os.getloadavg(),
             },
-            indent=2,
-        )
-        + "\n"
+            "settings": {
+                "processes": args.processes,
+                "minutes": args.minutes,
+                "limit": LIMIT,
+                "per_seconds": PER_SECONDS,
+                "interval_s": round(RateLimit(LIMIT, PER_SECONDS).interval_s, 4),
+            },
+            "results": results,
+            "targets": targets,
+        },
     )
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    print(f"wrote {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -30,12 +30,11 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from the repo root: make the code location importable
 
-from bench.support import sync_resources  # noqa: E402
+from bench.support import sync_resources, write_results  # noqa: E402
 from scripts.databases import create_database  # noqa: E402
 
 DB_NAME = "bench_salesforce"
 ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-RESULTS = ROOT / "bench" / "results" / "salesforce_bulk.json"
 WORKSPACE = "bench"
 RSS_TARGET_RATIO = 1.3
 THROUGHPUT_TARGET = 20_000
@@ -183,26 +182,22 @@ def main() -> None:
         f"slowest end-to-end rate: {slowest:,.0f} records/s (target >= {THROUGHPUT_TARGET:,}) "
         f"{'OK' if slowest >= THROUGHPUT_TARGET else 'MISSED'}"
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "machine": {
-                    "python": platform.python_version(),
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "load_average_1m_after": os.getloadavg()[0],
-                },
-                "rss_ratio": ratio,
-                "rss_target": RSS_TARGET_RATIO,
-                "throughput_target": THROUGHPUT_TARGET,
-                "runs": results,
+    path = write_results(
+        "salesforce_bulk",
+        {
+            "machine": {
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "load_average_1m_after": os.getloadavg()[0],
             },
-            indent=2,
-        )
-        + "\n"
+            "rss_ratio": ratio,
+            "rss_target": RSS_TARGET_RATIO,
+            "throughput_target": THROUGHPUT_TARGET,
+            "runs": results,
+        },
     )
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    print(f"wrote {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

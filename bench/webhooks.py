@@ -13,7 +13,6 @@ Target: p95 < 10 s. Results go to bench/results/webhooks.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -28,6 +27,7 @@ import sqlalchemy as sa  # noqa: E402
 from dagster import DagsterInstance, DagsterRunStatus  # noqa: E402
 from dagster_graphql import DagsterGraphQLClient  # noqa: E402
 
+from bench.support import write_results  # noqa: E402
 from resources.control_plane import upsert_connection, upsert_workspace  # noqa: E402
 from resources.db import get_engine  # noqa: E402
 from resources.secrets import generate_key  # noqa: E402
@@ -43,7 +43,6 @@ INSTANCE_DB, WAREHOUSE_DB = "bench_webhooks_dagster", "bench_webhooks"
 WORKSPACE = "bench-hooks"
 SECRET = "bench-secret"
 SIZES = {"hubspot": {"deals": 50, "contacts": 50, "companies": 20, "tasks": 20}}
-RESULTS = ROOT / "bench" / "results" / "webhooks.json"
 RUN_TIMEOUT_S = 120
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
@@ -134,8 +133,7 @@ def main() -> None:
         "target_p95_s": 10,
         "samples": samples,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
+    write_results("webhooks", summary)
     print(
         f"run end -> sync.completed received over {len(latencies)} runs: p50 {summary['p50_s']} s, "
         f"p95 {summary['p95_s']} s, max {summary['max_s']} s (target p95 < 10 s)"

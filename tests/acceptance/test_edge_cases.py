@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dagster import DagsterEventType
 from sqlalchemy import create_engine, text
 
-from tests.acceptance.client import SF_FAST, TINY, Acceptance, wait_until
+from tests.acceptance.client import SF_FAST, TINY, Acceptance
 from tests.acceptance.test_medium_large_wins import SECRET
 from tests.receiver import Receiver
-from tests.support import rows
+from tests.support import rows, wait_until
 
 API = "/salesforce/services/data/v62.0"
 

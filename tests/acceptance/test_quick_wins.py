@@ -6,8 +6,8 @@ import time
 from datetime import UTC, datetime
 
 from resources.salesforce import soql_datetime
-from tests.acceptance.client import SF_FAST, TINY_HUBSPOT, Acceptance, wait_until
-from tests.support import rows
+from tests.acceptance.client import SF_FAST, TINY_HUBSPOT, Acceptance
+from tests.support import rows, wait_until
 
 HUBSPOT_ASSETS = [["hubspot", "deals"], ["hubspot", "contacts"], ["hubspot", "accounts"], ["hubspot", "tasks"]]
 
