@@ -14,8 +14,9 @@ from dagster import DagsterInstance, DagsterRunStatus, RunRecord, RunsFilter
 
 from api import config
 from api.errors import ApiError
+from sync_assets import runs
 from sync_assets.partitions import WORKSPACE_PARTITIONS_NAME
-from sync_assets.runs import IN_FLIGHT, MAX_RUNTIME_TAG, PARTITION_TAG
+from sync_assets.runs import IN_FLIGHT, PARTITION_TAG
 
 logger = logging.getLogger("api")
 
@@ -99,16 +100,10 @@ class DagsterGateway:
         return list(self.instance.get_run_records(RunsFilter(statuses=IN_FLIGHT, tags={PARTITION_TAG: workspace_id})))
 
     def max_runtime_s(self, record: RunRecord) -> float | None:
-        raw = record.dagster_run.tags.get(MAX_RUNTIME_TAG)
-        try:
-            return float(raw) if raw else self.instance.run_monitoring_max_runtime_seconds or None
-        except ValueError:
-            return None
+        return runs.max_runtime_s(self.instance, record)
 
     def past_max_runtime(self, record: RunRecord, now: float | None = None) -> bool:
-        limit = self.max_runtime_s(record)
-        started = record.start_time
-        return bool(limit and started and (now or time.time()) - started > limit)
+        return runs.past_max_runtime(self.instance, record, now)
 
     def time_out(self, record: RunRecord, message: str) -> None:
         """What run monitoring does when it sees the run first: cancel, terminate, then fail it."""

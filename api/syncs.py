@@ -27,7 +27,7 @@ from sync_assets.runs import (
     SYNC_ID_TAG,
     SYNC_TYPE_TAG,
     connector_asset_names,
-    job_timeout_message,
+    timed_out_message,
 )
 
 logger = logging.getLogger("api")
@@ -214,13 +214,13 @@ def connector_result(row: Any) -> dict[str, Any]:
     }
 
 
-def _failure_message(gateway: DagsterGateway, job_id: str, record: RunRecord) -> str | None:
+def _failure_message(gateway: DagsterGateway, record: RunRecord) -> str | None:
     """Why a job's failed run failed, when its sync_log rows do not say (yet): the step may still be
     writing them after run monitoring failed the run, so a timeout is named here in the sync log's words."""
     run_id = record.dagster_run.run_id
-    limit_s = gateway.max_runtime_s(record)
-    if limit_s and gateway.past_max_runtime(record, now=record.end_time):
-        return job_timeout_message(job_id, limit_s)
+    timed_out = timed_out_message(gateway.instance, record)
+    if timed_out:
+        return timed_out
     records = gateway.instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_FAILURE, limit=1).records
     return (
         records[0].event_log_entry.dagster_event.message
@@ -269,7 +269,7 @@ def job_view(gateway: DagsterGateway, records: list[RunRecord], logs: list[Any],
         errors = [e for r in latest_logs for e in (r.errors or [])]
         error = next((r.error for r in latest_logs if r.error), None)
         if status == "failed" and error is None:
-            error = _failure_message(gateway, root.dagster_run.run_id, latest)
+            error = _failure_message(gateway, latest)
         view.update(results=[connector_result(r) for r in latest_logs], errors=errors, error=error)
     return view
 

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 
 from resources import schema
 from resources.warehouse import WarehouseResource, utcnow
+from sync_assets.runs import timed_out_message
 
 LEASE_S = float(os.environ.get("SYNC_LEASE_SECONDS", "120"))
 ALIVE = {DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING}
@@ -52,13 +53,18 @@ def stale_run_reaper(context: SensorEvaluationContext, warehouse: WarehouseResou
         reaped_runs: set[str] = set()
         for row_id, run_id, heartbeat_at in stale:
             beat = heartbeat_at if heartbeat_at.tzinfo else heartbeat_at.replace(tzinfo=now.tzinfo)
-            message = lost_worker_message(run_id or "?", (now - beat).total_seconds())
+            record = context.instance.get_run_record_by_id(run_id) if run_id else None
+            # A run stopped at its max runtime whose step could not close its row is a timeout, not a lost
+            # worker: the row says so in the words the API and the step itself use.
+            message = (timed_out_message(context.instance, record) if record else None) or lost_worker_message(
+                run_id or "?", (now - beat).total_seconds()
+            )
             conn.execute(
                 update(log)
                 .where(log.c.id == row_id, log.c.status == "running")
                 .values(status="failed", error=message, completed_at=now)
             )
-            run = context.instance.get_run_by_id(run_id) if run_id else None
+            run = record.dagster_run if record else None
             if run is not None and run.status in ALIVE and run_id not in reaped_runs | live_runs:
                 context.instance.report_run_failed(run, message)
                 reaped_runs.add(run_id)

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from resources.warehouse import WarehouseResource, dead_letter_row, utcnow
 from sync_assets.recipe import Connector, Entity
-from sync_assets.runs import FULL_REFRESH_TAG, MAX_RUNTIME_TAG, SYNC_ID_TAG, SYNC_TYPE_TAG, job_timeout_message
+from sync_assets.runs import FULL_REFRESH_TAG, SYNC_ID_TAG, SYNC_TYPE_TAG, timed_out_message
 
 FAILED_RECORDS_CHECK = "no_failed_records"
 PROGRESS_INTERVAL_S = 2.0
@@ -141,11 +141,10 @@ class ConnectorSync:
 
     def interruption_reason(self) -> str:
         """Name the limit when run monitoring stopped the run for exceeding its max runtime."""
-        limit_s = self.context.run.tags.get(MAX_RUNTIME_TAG) or self.context.instance.run_monitoring_max_runtime_seconds
         record = self.context.instance.get_run_record_by_id(self.run_id)
-        if limit_s and record and record.start_time and time.time() - record.start_time >= float(limit_s):
-            # Named by the job id the API returned: a retried run's root run.
-            return job_timeout_message(self.context.run.root_run_id or self.run_id, float(limit_s))
+        timed_out = timed_out_message(self.context.instance, record, at=time.time()) if record else None
+        if timed_out:
+            return timed_out
         return f"Job {self.run_id} was interrupted (canceled or terminated)"
 
     def sync_entity(self, entity: Entity, log_id: int) -> EntityResult:

@@ -3,7 +3,9 @@ sensors): run tags, the statuses that count as busy, and which assets a workspac
 
 from __future__ import annotations
 
-from dagster import DagsterRunStatus
+import time
+
+from dagster import DagsterInstance, DagsterRunStatus, RunRecord
 
 PARTITION_TAG = "dagster/partition"  # the workspace; also what the per-workspace run limit keys on
 MAX_RUNTIME_TAG = "dagster/max_runtime"
@@ -29,6 +31,30 @@ IN_FLIGHT = [
 def job_timeout_message(run_id: str, limit_s: float) -> str:
     """The seed's MW-1 wording for a run stopped at its max runtime: the sync log and the API agree."""
     return f"Job {run_id} exceeded timeout of {int(limit_s * 1000)}ms"
+
+
+def max_runtime_s(instance: DagsterInstance, record: RunRecord) -> float | None:
+    """The run's limit: its ``dagster/max_runtime`` tag, else the instance's run-monitoring default."""
+    raw = record.dagster_run.tags.get(MAX_RUNTIME_TAG)
+    try:
+        return float(raw) if raw else instance.run_monitoring_max_runtime_seconds or None
+    except ValueError:
+        return None
+
+
+def past_max_runtime(instance: DagsterInstance, record: RunRecord, at: float | None = None) -> bool:
+    """Whether the run had been running longer than its limit at ``at`` (default: now)."""
+    limit, started = max_runtime_s(instance, record), record.start_time
+    return bool(limit and started and (at or time.time()) - started >= limit)
+
+
+def timed_out_message(instance: DagsterInstance, record: RunRecord, at: float | None = None) -> str | None:
+    """The MW-1 message, named by the job id users hold (a retried run's root), when the run was past
+    its limit at ``at`` (default: its end, else now); None otherwise."""
+    if not past_max_runtime(instance, record, at or record.end_time):
+        return None
+    run = record.dagster_run
+    return job_timeout_message(run.root_run_id or run.run_id, max_runtime_s(instance, record) or 0)
 
 
 def connector_asset_names(connectors: list[str]) -> list[str]:

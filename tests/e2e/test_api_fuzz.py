@@ -17,6 +17,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.e2e.api_client import ADMIN, Api
 
 FUZZ_WORKSPACE = "fuzz-ws"
+HEADER_CONTROL_CHARACTERS = "".join(chr(c) for c in range(32) if c != 9) + "\x7f"
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -32,7 +33,12 @@ def api_schema(e2e):
     api = Api(e2e.api_url)
     api.create_workspace(FUZZ_WORKSPACE)
     assert api.connect(FUZZ_WORKSPACE, "hubspot", e2e.sandbox.connections()).status_code == 201
-    return schemathesis.openapi.from_url(f"{e2e.api_url}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{e2e.api_url}/openapi.json")
+    # Negative cases may carry control characters in header values; such a request is not HTTP, and
+    # uvicorn's parser answers it (400 text/plain) before the app sees it. Bodies, paths and queries
+    # are still fuzzed with anything.
+    schema.config.generation.update(codec="ascii", exclude_header_characters=HEADER_CONTROL_CHARACTERS)
+    return schema
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
