@@ -214,7 +214,9 @@ def test_a_shared_credentials_rate_limit_holds_across_workers(celery):
     (one step per idle worker), yet the vendor sees evenly spaced calls and, enforcing the same limit,
     never answers 429."""
     stack = celery.stack
-    stack.sandbox.reset(sizes={"hubspot": {"deals": 600, "contacts": 150, "companies": 60, "tasks": 80}})
+    # Big enough that each workspace's step outlasts the gap between the two runs' launches (seconds on a
+    # loaded machine): 25 calls is 5 s at the shared pace.
+    stack.sandbox.reset(sizes={"hubspot": {"deals": 2000, "contacts": 150, "companies": 60, "tasks": 80}})
     # The vendor enforces one call of headroom over the client's pace, so arrival jitter on a busy machine
     # is not a 429, while two workers each pacing alone (10 calls/s) would be.
     stack.sandbox.limits("hubspot", HUBSPOT_RATE["requests"] + 1, HUBSPOT_RATE["per_seconds"])
@@ -237,17 +239,19 @@ def test_a_shared_credentials_rate_limit_holds_across_workers(celery):
     stamps = [r["ts_ms"] / 1000 for r in log]
     interval = HUBSPOT_RATE["per_seconds"] / HUBSPOT_RATE["requests"]
     spans = [later - earlier for earlier, later in zip(stamps, stamps[10:], strict=False)]
-    assert len(stamps) == 2 * 11  # per workspace: deals 7 pages (the last one empty), contacts 2, companies, tasks
+    assert len(stamps) == 2 * 25  # per workspace: deals 21 pages (the last one empty), contacts 2, companies, tasks
     assert min(spans) >= 10 * interval * 0.9, sorted(spans)[:3]
     for ws in workspaces:
         assert rows("SELECT count(*), count(DISTINCT source_id) FROM deals WHERE workspace_id = :w", w=ws) == [
-            (600, 600)
+            (2000, 2000)
         ]
 
 
 def test_a_killed_workers_step_is_redelivered_to_the_other_worker_without_loss_or_duplicates(celery):
     stack = celery.stack
-    stack.sandbox.reset(sizes={"hubspot": {"deals": 600, "contacts": 150, "companies": 60, "tasks": 80}})
+    # Big enough that each workspace's step outlasts the gap between the two runs' launches (seconds on a
+    # loaded machine): 25 calls is 5 s at the shared pace.
+    stack.sandbox.reset(sizes={"hubspot": {"deals": 2000, "contacts": 150, "companies": 60, "tasks": 80}})
     stack.sandbox.faults("hubspot", latency_ms=400)
     selection = register(stack, "celery-kill", ("hubspot",), rate_limit=False)
     run_id = stack.launch("sync_workspace", "celery-kill", assets=selection)
