@@ -10,7 +10,7 @@ untimed. Then, in this one process, the real ``hubspot/deals`` asset is material
 with the HubSpot resource swapped for one whose client replays those bodies: every request returns
 the next captured body, so the real ``list_objects`` (JSON decode, ``HubSpotObject`` validation), the
 real ``ConnectorSync`` loop (transform to ``DealRow``, error capture, watermark bookkeeping, progress
-logs) and the real ``commit_page`` (loader: de-duplication, binary COPY, upsert; sync_log heartbeat)
+logs) and the real ``PageWriter.commit_page`` (loader: de-duplication, binary COPY, upsert; sync_log heartbeat)
 run, with no HTTP and no sandbox.
 
 Counted: ``time.process_time()`` of this process (user + system CPU of every thread), i.e. all the

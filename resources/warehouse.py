@@ -7,12 +7,14 @@ one transaction, so a crash leaves either the whole page or none of it.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from dagster import ConfigurableResource
 from pydantic import Field
+from sqlalchemy import Connection as SqlConnection
 from sqlalchemy import Engine, func, insert, select, update
 
 from resources import schema
@@ -27,6 +29,20 @@ MAX_ERRORS_IN_LOG = 100
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class PageWriter:
+    def __init__(self, conn: SqlConnection) -> None:
+        self._conn = conn
+
+    def commit_page(self, table: str, rows: Sequence[dict[str, Any]], failures: Sequence[dict[str, Any]]) -> int:
+        """Upsert a page's good rows and dead-letter its bad ones, atomically; returns rows written.
+        (The lease is renewed by the loop's heartbeat thread, not per page.)"""
+        with self._conn.begin():
+            written = upsert_rows(self._conn, schema.ENTITY_TABLES[table], rows) if rows else 0
+            if failures:
+                self._conn.execute(insert(schema.sync_errors), list(failures))
+        return written
 
 
 class WarehouseResource(ConfigurableResource):
@@ -81,19 +97,12 @@ class WarehouseResource(ConfigurableResource):
                 .returning(schema.sync_log.c.id)
             ).scalar_one()
 
-    def commit_page(
-        self,
-        table: str,
-        rows: Sequence[dict[str, Any]],
-        failures: Sequence[dict[str, Any]],
-    ) -> int:
-        """Upsert a page's good rows and dead-letter its bad ones, atomically; returns rows written.
-        (The lease is renewed by the loop's heartbeat thread, not per page.)"""
-        with self.engine.begin() as conn:
-            written = upsert_rows(conn, schema.ENTITY_TABLES[table], rows) if rows else 0
-            if failures:
-                conn.execute(insert(schema.sync_errors), list(failures))
-        return written
+    @contextmanager
+    def page_writer(self) -> Iterator[PageWriter]:
+        """Commits an entity's pages on one connection: a pool checkout (with its liveness ping, a round
+        trip) per entity instead of per page. A lost connection fails the write that needed it."""
+        with self.engine.connect() as conn:
+            yield PageWriter(conn)
 
     def heartbeat(self, sync_log_id: int) -> None:
         with self.engine.begin() as conn:

@@ -165,15 +165,16 @@ class ConnectorSync:
         else:
             log.info(f"{self.connector.title} {entity.name}: full sync")
         total: int | None = None
-        for page in prefetched(entity.fetch(self.client, since)):
-            total = page.total if page.total is not None else total
-            rows, failures = self.transform_page(entity, page.records, result, since, boundary_ids)
-            written = self.warehouse.commit_page(entity.table, rows, failures)
-            # Only now is the page durable: the watermark may move past it.
-            self.advance_watermark(result, rows)
-            result.records_synced += written
-            result.pages += 1
-            self.report_progress(entity, result, total)
+        with self.warehouse.page_writer() as writer:
+            for page in prefetched(entity.fetch(self.client, since)):
+                total = page.total if page.total is not None else total
+                rows, failures = self.transform_page(entity, page.records, result, since, boundary_ids)
+                written = writer.commit_page(entity.table, rows, failures)
+                # Only now is the page durable: the watermark may move past it.
+                self.advance_watermark(result, rows)
+                result.records_synced += written
+                result.pages += 1
+                self.report_progress(entity, result, total)
         result.api_calls = self.client.api_calls - calls_before
         result.duration_ms = int((time.monotonic() - started) * 1000)
         self.report_progress(entity, result, total, final=True)
