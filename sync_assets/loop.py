@@ -1,5 +1,5 @@
-"""The shared sync loop: pages in, per-record transform with error capture, atomic page commits,
-watermark advanced only by committed rows, one MaterializeResult per entity after its last commit.
+"""The shared sync loop: pages in, per-record transform with error capture, atomic commits of whole
+pages, watermark advanced only by committed rows, one MaterializeResult per entity after its last commit.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dagster import (
 )
 from pydantic import ValidationError
 
-from resources.warehouse import WarehouseResource, dead_letter_row, utcnow
+from resources.warehouse import PageWriter, WarehouseResource, dead_letter_row, utcnow
 from sync_assets.recipe import Connector, Entity
 from sync_assets.runs import FULL_REFRESH_TAG, SYNC_ID_TAG, SYNC_TYPE_TAG, timed_out_message
 
@@ -42,6 +42,9 @@ if not page_log.handlers:
     page_log.propagate = False
 # The run's lease: a reaper fails runs whose heartbeat is older than the lease (sensors/reaper.py).
 HEARTBEAT_INTERVAL_S = float(os.environ.get("SYNC_HEARTBEAT_SECONDS", "20"))
+# Pages are committed together up to this many records, or this long after the last commit.
+COMMIT_ROWS = 1000
+COMMIT_INTERVAL_S = 1.0
 # Beyond this many records at one instant, the boundary is simply re-read (upserts absorb it).
 MAX_WATERMARK_IDS = 1000
 
@@ -166,19 +169,35 @@ class ConnectorSync:
             log.info(f"{self.connector.title} {entity.name}: full sync")
         total: int | None = None
         with self.warehouse.page_writer() as writer:
-            for page in prefetched(entity.fetch(self.client, since)):
-                total = page.total if page.total is not None else total
-                rows, failures = self.transform_page(entity, page.records, result, since, boundary_ids)
-                written = writer.commit_page(entity.table, rows, failures)
-                # Only now is the page durable: the watermark may move past it.
-                self.advance_watermark(result, rows)
-                result.records_synced += written
-                result.pages += 1
-                self.report_progress(entity, result, total)
+            batch = PageBatch()
+            try:
+                for page in prefetched(entity.fetch(self.client, since)):
+                    total = page.total if page.total is not None else total
+                    batch.add(*self.transform_page(entity, page.records, result, since, boundary_ids))
+                    if batch.due():
+                        self.commit(writer, entity, batch, result, total)
+            except Exception:
+                # The vendor failed part-way: the pages read before it are whole; keep them.
+                if batch.pages:
+                    self.commit(writer, entity, batch, result, total)
+                raise
+            if batch.pages:
+                self.commit(writer, entity, batch, result, total)
         result.api_calls = self.client.api_calls - calls_before
         result.duration_ms = int((time.monotonic() - started) * 1000)
         self.report_progress(entity, result, total, final=True)
         return result
+
+    def commit(
+        self, writer: PageWriter, entity: Entity, batch: PageBatch, result: EntityResult, total: int | None
+    ) -> None:
+        rows, failures, pages = batch.take()  # taken first: a failed commit is not retried by the caller
+        written = writer.commit_page(entity.table, rows, failures)
+        # Only now are the pages durable: the watermark may move past them.
+        self.advance_watermark(result, rows)
+        result.records_synced += written
+        result.pages += pages
+        self.report_progress(entity, result, total)
 
     def transform_page(
         self,
@@ -300,6 +319,31 @@ class ConnectorSync:
         )
         if not error:
             self.warehouse.mark_synced(self.workspace_id, self.connector.name, utcnow())
+
+
+class PageBatch:
+    """Transformed pages waiting to be committed together: one transaction (and one round of staging
+    statements and WAL flush) per COMMIT_ROWS rows rather than per vendor page of 100, but never more
+    than COMMIT_INTERVAL_S of reading at risk, so a slow vendor still commits page by page."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.failures: list[dict[str, Any]] = []
+        self.pages = 0
+        self._since = time.monotonic()
+
+    def add(self, rows: list[dict[str, Any]], failures: list[dict[str, Any]]) -> None:
+        self.rows += rows
+        self.failures += failures
+        self.pages += 1
+
+    def due(self) -> bool:
+        return len(self.rows) + len(self.failures) >= COMMIT_ROWS or time.monotonic() - self._since >= COMMIT_INTERVAL_S
+
+    def take(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+        taken = self.rows, self.failures, self.pages
+        self.rows, self.failures, self.pages, self._since = [], [], 0, time.monotonic()
+        return taken
 
 
 _END = object()

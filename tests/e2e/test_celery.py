@@ -249,9 +249,7 @@ def test_a_shared_credentials_rate_limit_holds_across_workers(celery):
 
 def test_a_killed_workers_step_is_redelivered_to_the_other_worker_without_loss_or_duplicates(celery):
     stack = celery.stack
-    # Big enough that each workspace's step outlasts the gap between the two runs' launches (seconds on a
-    # loaded machine): 25 calls is 5 s at the shared pace.
-    stack.sandbox.reset(sizes={"hubspot": {"deals": 2000, "contacts": 150, "companies": 60, "tasks": 80}})
+    stack.sandbox.reset(sizes={"hubspot": {"deals": 600, "contacts": 150, "companies": 60, "tasks": 80}})
     stack.sandbox.faults("hubspot", latency_ms=400)
     selection = register(stack, "celery-kill", ("hubspot",), rate_limit=False)
     run_id = stack.launch("sync_workspace", "celery-kill", assets=selection)
