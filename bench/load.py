@@ -34,6 +34,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -224,7 +225,8 @@ class Naive(Loader):
                     conn.execute(stmt.on_conflict_do_update(index_elements=KEY_COLUMNS, set_=updates))
 
 
-_encode_json = json.JSONEncoder(ensure_ascii=False, check_circular=False, allow_nan=False).encode
+# The reference COPYs encode JSON as fast as ours does (orjson), so the ratio measures the loader.
+_encode_json = orjson.dumps
 
 
 class RawCopy(Loader):
@@ -237,7 +239,7 @@ class RawCopy(Loader):
             with cur, cur.copy(f"COPY deals ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
                     values = list(getter(row))
-                    values[props] = _encode_json(values[props])
+                    values[props] = _encode_json(values[props]).decode()
                     copy.write_row(values)
 
 

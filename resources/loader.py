@@ -21,6 +21,7 @@ from functools import partial
 from operator import attrgetter, is_not, itemgetter
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from psycopg.types.json import set_json_dumps
 from sqlalchemy.dialects.postgresql import JSONB
@@ -189,7 +190,7 @@ def _copy_text(cur: Any, copy_sql: str, json_idx: list[int], tuples: list[tuple[
             row = list(values)
             for i in json_idx:
                 if row[i] is not None:
-                    row[i] = _encode_json(row[i])
+                    row[i] = _encode_json(row[i]).decode()
             write_row(row)
 
 
@@ -254,7 +255,16 @@ def _staging_name(table: sa.Table, columns: Sequence[str]) -> str:
 
 
 # One encoder for every call: json.dumps builds a new JSONEncoder per call when given options.
-_encode_json = json.JSONEncoder(ensure_ascii=False, check_circular=False, allow_nan=False).encode
+_stdlib_encode_json = json.JSONEncoder(ensure_ascii=False, check_circular=False, allow_nan=False).encode
+
+
+def _encode_json(value: Any) -> bytes:
+    """orjson (about ten times the stdlib on vendor payloads); the stdlib for what orjson refuses, such as
+    integers beyond 64 bits."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return _stdlib_encode_json(value).encode()
 
 
 # --- SQLite ---------------------------------------------------------------------------------------

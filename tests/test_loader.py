@@ -293,6 +293,16 @@ def test_json_and_text_with_awkward_characters_round_trip(engine: sa.Engine) -> 
     assert (got.name, got.properties) == (awkward_text, AWKWARD_PROPERTIES)
 
 
+def test_json_the_fast_encoder_refuses_goes_through_the_standard_one(engine: sa.Engine) -> None:
+    # orjson stops at 64-bit integers; a vendor may send bigger ones (ids, counters).
+    properties = {"huge": 2**70, "negative": -(2**65), "nested": [{"n": 2**64}], "text": "é 🚀"}
+    rows = [deal("B1", properties=properties), deal("B2", properties={"small": 1})]
+    assert upsert(engine, rows) == 2
+    got = fetch(engine)
+    assert got["B1"].properties == properties
+    assert got["B2"].properties == {"small": 1}
+
+
 def test_none_values_are_sql_null(engine: sa.Engine) -> None:
     nulls = dict.fromkeys(["name", "amount", "stage", "close_date", "properties", "source_updated_at"])
     row = deal("N1", **nulls)
