@@ -23,11 +23,7 @@ def _parse_timestamp(value: Any) -> Any:
         text = value.strip()
         if text.isdigit():
             return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        elif len(text) > 5 and text[-5] in "+-" and text[-4:].isdigit() and ":" not in text[-5:]:
-            text = f"{text[:-2]}:{text[-2:]}"  # Salesforce's +0000
-        return datetime.fromisoformat(text)
+        return datetime.fromisoformat(text)  # Python 3.11+ reads "Z" and Salesforce's "+0000" itself
     return value
 
 
