@@ -155,12 +155,17 @@ def rows_ratelimit(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def relaunched_and_failed(pickup: dict[str, Any]) -> str:
+    return f"{len(pickup['relaunched_by_run_retries'])} / {len(pickup['failed_jobs'])} of {pickup['jobs']}"
+
+
 def rows_orchestration(r: dict[str, Any]) -> list[Row]:
     tick = r["schedule_tick"]
     biggest = max(tick, key=int)
     rows = [
         below(f"schedule tick @ {biggest} workspaces", tick[biggest]["median_s"], 5.0, " s"),
         below("run pickup QUEUED->STARTING p95", r["pickup"]["queued_to_starting_p95_s"], 2.0, " s"),
+        shown("pickup jobs relaunched / never ran", relaunched_and_failed(r["pickup"])),
     ]
     for count, figures in r.get("parallelism", {}).items():
         rows.append(shown(f"parallel speed-up, {count} workspaces", f"{figures['speedup_vs_serial']:.2f}x"))
