@@ -1,1 +1,1 @@
-"""The REST API (the seed's endpoints) over Dagster's GraphQL API and the warehouse (DESIGN.md §9)."""
+"""The REST API (the seed's endpoints) over the Dagster instance and the warehouse (DESIGN.md §9)."""

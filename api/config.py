@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from pathlib import Path
 
 from sqlalchemy import Engine
 
 from resources.db import get_engine
-from resources.settings import warehouse_url
+from resources.settings import REPO_ROOT, warehouse_url
 
 # API-triggered runs jump the nightly batch (scheduled runs use priority 0).
 
@@ -17,8 +18,10 @@ def admin_token() -> str | None:
     return os.environ.get("SYNC_ADMIN_TOKEN") or None
 
 
-def graphql_url() -> str:
-    return os.environ.get("DAGSTER_GRAPHQL_URL") or f"http://127.0.0.1:{os.environ.get('DAGSTER_PORT', '3001')}/graphql"
+def workspace_file() -> Path:
+    """The workspace the webserver and daemon read; it finds the code server at CODE_SERVER_PORT."""
+    os.environ.setdefault("CODE_SERVER_PORT", "4000")
+    return REPO_ROOT / "workspace.yaml"
 
 
 def engine() -> Engine:

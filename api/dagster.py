@@ -1,19 +1,18 @@
-"""Dagster, as the API sees it: runs are launched through the webserver's GraphQL API (so the code
-location validates them, as for a UI launch), and read from the instance storage."""
+"""Dagster, as the API sees it: runs are created and queued on the instance (api/launcher.py, with
+the job as the code location describes it, as for a UI launch), and read from the instance storage."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from functools import cached_property
 
-import requests
 from dagster import DagsterInstance, DagsterRunStatus, RunRecord, RunsFilter
 
 from api import config
 from api.errors import ApiError
+from api.launcher import CodeLocationUnavailable, RunFactory
 from sync_assets import runs
 from sync_assets.partitions import WORKSPACE_PARTITIONS_NAME
 from sync_assets.runs import IN_FLIGHT, PARTITION_TAG
@@ -22,18 +21,6 @@ logger = logging.getLogger("api")
 
 ROOT_RUN_TAG = "dagster/root_run_id"
 
-LAUNCH_ATTEMPTS = 3
-CODE_SERVER_UNREACHABLE = "DagsterUserCodeUnreachableError"
-LAUNCH_RUN = """
-mutation ApiLaunchRun($executionParams: ExecutionParams!) {
-  launchRun(executionParams: $executionParams) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on Error { message }
-  }
-}
-"""
-
 
 class DagsterUnavailable(ApiError):
     def __init__(self, detail: str) -> None:
@@ -41,51 +28,22 @@ class DagsterUnavailable(ApiError):
 
 
 class DagsterGateway:
-    def __init__(self, graphql_url: str) -> None:
-        self.graphql_url = graphql_url
-
     @cached_property
     def instance(self) -> DagsterInstance:
         return DagsterInstance.get()
 
+    @cached_property
+    def runs(self) -> RunFactory:
+        location, repository = config.code_location()
+        return RunFactory(self.instance, config.workspace_file(), location, repository)
+
     def launch(
         self, job_name: str, workspace_id: str, tags: dict[str, str], asset_keys: Sequence[str] | None = None
     ) -> str:
-        location, repository = config.code_location()
-        selector: dict = {"repositoryLocationName": location, "repositoryName": repository, "jobName": job_name}
-        if asset_keys:
-            selector["assetSelection"] = [{"path": key.split("/")} for key in asset_keys]
-        all_tags = {**tags, PARTITION_TAG: workspace_id}
-        params = {
-            "selector": selector,
-            "runConfigData": {},
-            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in all_tags.items()]},
-        }
-        attempt = 1
-        while True:
-            result = self._launch_once(params)
-            if result.get("__typename") == "LaunchRunSuccess":
-                return result["run"]["runId"]
-            # The first line names the cause; the rest is a remote traceback.
-            first_line = (result.get("message") or "").strip().split("\n")[0][:300]
-            # An unreachable code server fails the launch before any run is created: safe to try again.
-            if CODE_SERVER_UNREACHABLE not in first_line or attempt == LAUNCH_ATTEMPTS:
-                raise DagsterUnavailable(f"{result.get('__typename')}: {first_line}")
-            logger.warning("code server unreachable while launching %s; retrying", job_name)
-            time.sleep(0.5 * attempt)
-            attempt += 1
-
-    def _launch_once(self, params: dict) -> dict:
         try:
-            # A fresh connection per launch: a pooled keep-alive one the webserver has just closed would
-            # fail the POST, and a launch must not be retried blindly.
-            response = requests.post(
-                self.graphql_url, json={"query": LAUNCH_RUN, "variables": {"executionParams": params}}, timeout=30
-            )
-            response.raise_for_status()
-            return response.json()["data"]["launchRun"]
-        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
-            raise DagsterUnavailable(type(exc).__name__) from None
+            return self.runs.launch(job_name, {**tags, PARTITION_TAG: workspace_id}, asset_keys)
+        except CodeLocationUnavailable as exc:
+            raise DagsterUnavailable(str(exc)) from None
 
     def ensure_partition(self, workspace_id: str) -> None:
         """Dagster accepts unknown partition keys and fails the run later, so register it first."""
@@ -153,5 +111,5 @@ def gateway() -> DagsterGateway:
     global _gateway
     with _gateway_lock:
         if _gateway is None:
-            _gateway = DagsterGateway(config.graphql_url())
+            _gateway = DagsterGateway()
         return _gateway

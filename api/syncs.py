@@ -152,7 +152,7 @@ def trigger(
     if conflict:
         raise ApiError(409, "sync_in_progress", conflict)
     logger.info(
-        "queued %s for workspace %s: job %s in %.0f ms (GraphQL launch %.0f ms)",
+        "queued %s for workspace %s: job %s in %.0f ms (run created and queued in %.0f ms)",
         job_name,
         workspace_id,
         job_id,

@@ -1,10 +1,11 @@
 """REST API latency: 20 concurrent clients over 20 workspaces, each with its own workspace token.
 
 Each round a client triggers a sync (POST /sync, the 202 path: auth, workspace lock, stale check,
-Dagster in-flight check, GraphQL launchRun), reads GET /sync/status and GET /sync/jobs/{id}, triggers
-again (the 409 path), then cancels its queued run so the next round can launch. The dagster-daemon is
-stopped once the stack is up, so runs stay QUEUED and the figures are the API's own, not the
-executor's competing for the same cores. Targets (seed): p99 < 500 ms; p50 < 50 ms for the 202.
+Dagster in-flight check, run created and queued on the instance), reads GET /sync/status and
+GET /sync/jobs/{id}, triggers again (the 409 path), then cancels its queued run so the next round
+can launch. The dagster-daemon is stopped once the stack is up, so runs stay QUEUED and the figures
+are the API's own, not the executor's competing for the same cores. Targets (seed): p99 < 500 ms;
+p50 < 50 ms for the 202.
 
 Run: .venv/bin/python bench/api.py [--clients 20] [--rounds 10]
 Writes bench/results/api.json.

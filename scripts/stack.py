@@ -1,5 +1,5 @@
-"""Start and stop the platform's processes: dagster-webserver, dagster-daemon, the REST API and
-(optionally) the sandbox. Used by `make up`/`make down` (background), `make dev` (foreground) and
+"""Start and stop the platform's processes: the code server, dagster-webserver, dagster-daemon, the
+REST API and (optionally) the sandbox. Used by `make up`/`make down` (background), `make dev` (foreground) and
 the end-to-end tests."""
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ class Service:
     name: str
     argv: list[str]
     healthy: Callable[[], bool]
+    # The services after this one need it healthy before they start (the webserver and daemon load
+    # the code location from the code server once, at start-up).
+    gates_the_rest: bool = False
     process: subprocess.Popen | None = field(default=None, repr=False)
 
 
@@ -51,10 +54,25 @@ def _daemon_alive(env: dict[str, str]) -> Callable[[], bool]:
     return check
 
 
+def _grpc_serving(port: int) -> Callable[[], bool]:
+    def check() -> bool:
+        result = subprocess.run(
+            [str(BIN / "dagster"), "api", "grpc-health-check", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO_ROOT,
+            capture_output=True,
+        )
+        return result.returncode == 0
+
+    return check
+
+
 def services(
     env: dict[str, str], *, dagster_port: int, api_port: int, sandbox_port: int | None, with_api: bool
 ) -> list[Service]:
+    """The processes to start, in order. ``env["CODE_SERVER_PORT"]`` is the code server's port, which
+    workspace.yaml reads."""
     workspace = str(REPO_ROOT / "workspace.yaml")
+    code_port = int(env["CODE_SERVER_PORT"])
     found: list[Service] = []
     if sandbox_port is not None:
         found.append(
@@ -65,6 +83,26 @@ def services(
             )
         )
     found += [
+        Service(
+            "code-server",
+            [
+                str(BIN / "dagster"),
+                "code-server",
+                "start",
+                "-f",
+                str(REPO_ROOT / "definitions.py"),
+                "-d",
+                str(REPO_ROOT),
+                "--location-name",
+                "sales_sync",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(code_port),
+            ],
+            _grpc_serving(code_port),
+            gates_the_rest=True,
+        ),
         Service(
             "dagster-webserver",
             [str(BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(dagster_port)],
@@ -89,13 +127,22 @@ def start(found: list[Service], env: dict[str, str], log_dir: Path, timeout_s: f
     subprocess.run(
         [str(BIN / "dagster"), "instance", "migrate"], env=env, cwd=REPO_ROOT, check=True, capture_output=True
     )
+    deadline = time.monotonic() + timeout_s
     for service in found:
         log = (log_dir / f"{service.name}.log").open("a")
         service.process = subprocess.Popen(
             service.argv, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-    deadline = time.monotonic() + timeout_s
-    pending = list(found)
+        if service.gates_the_rest:
+            _wait_healthy(found, [service], deadline, timeout_s, log_dir)
+    _wait_healthy(found, list(found), deadline, timeout_s, log_dir)
+    return found
+
+
+def _wait_healthy(
+    found: list[Service], pending: list[Service], deadline: float, timeout_s: float, log_dir: Path
+) -> None:
+    """Wait for ``pending`` to be healthy; on a crash or timeout, stop everything started."""
     while pending:
         for service in list(pending):
             if service.process and service.process.poll() is not None:
@@ -107,7 +154,6 @@ def start(found: list[Service], env: dict[str, str], log_dir: Path, timeout_s: f
             stop(found)
             raise TimeoutError(f"not healthy after {timeout_s}s: {[s.name for s in pending]}; see {log_dir}")
         time.sleep(0.5)
-    return found
 
 
 def stop(found: list[Service]) -> None:
@@ -132,6 +178,7 @@ def prepare_dagster_home(home: Path, template: Path) -> None:
 
 
 def _ports() -> tuple[int, int, int]:
+    os.environ.setdefault("CODE_SERVER_PORT", "4000")
     return (
         int(os.environ.get("DAGSTER_PORT", "3001")),
         int(os.environ.get("API_PORT", "3000")),

@@ -1,5 +1,5 @@
-"""A real platform for end-to-end tests: dagster-webserver + dagster-daemon on a Postgres instance
-(its own database), the sandbox, and (when it exists) the REST API, all as separate processes."""
+"""A real platform for end-to-end tests: the code server, dagster-webserver and dagster-daemon on a
+Postgres instance (its own database), the sandbox, and (when it exists) the REST API, all as separate processes."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def start_stack(warehouse_url: str, *, with_api: bool, extra_env: dict[str, str]
         "SYNC_HEARTBEAT_SECONDS": "2",
         "SYNC_REAPER_INTERVAL_SECONDS": "5",
         "SYNC_ADMIN_TOKEN": os.environ.get("SYNC_ADMIN_TOKEN", "test-admin-token"),
-        "DAGSTER_GRAPHQL_URL": f"http://127.0.0.1:{dagster_port}/graphql",
+        "CODE_SERVER_PORT": str(free_port()),
         **(extra_env or {}),
     }
     # This test process reads the same instance (run status, event logs).

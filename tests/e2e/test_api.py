@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from dagster import DagsterRunStatus
+from dagster import AssetKey, DagsterEventType, DagsterRunStatus
 
 from api.syncs import STALE_MESSAGE
 from tests.e2e.api_client import ADMIN, Api, sql
@@ -311,6 +311,39 @@ def test_qw1_salesforce_sync_is_accepted_at_once_and_its_job_completes(api, e2e)
         assert error(api.call("GET", f"/api/workspaces/qw1-ws/sync/jobs?{bad}")) == (400, "invalid_request")
     assert error(api.call("GET", "/api/workspaces/qw1-ws/sync/jobs/not-a-uuid")) == (404, "not_found")
     assert error(api.call("GET", f"/api/workspaces/qw1-ws/sync/jobs/{uuid.uuid4()}")) == (404, "not_found")
+
+
+def test_workspace_sync_runs_the_assets_of_its_active_connections(api, e2e):
+    """POST /sync launches sync_workspace with the assets of exactly the workspace's connections; two
+    workspaces with the same connections share one job subset and plan (fetched once, reused)."""
+    offered = e2e.sandbox.connections()
+    job_ids = []
+    for ws in ("pair-a", "pair-b"):
+        api.create_workspace(ws)
+        assert api.connect(ws, "hubspot", offered).status_code == 201
+        assert api.connect(ws, "gong", offered).status_code == 201
+        response = api.call("POST", f"/api/workspaces/{ws}/sync")
+        assert response.status_code == 202, response.text
+        job_ids.append(response.json()["jobId"])
+    runs = [e2e.wait_for_run(job_id, timeout_s=RUN_TIMEOUT_S) for job_id in job_ids]
+    assert [r.status for r in runs] == [DagsterRunStatus.SUCCESS] * 2
+    expected = {AssetKey(["hubspot", e]) for e in ("deals", "contacts", "accounts", "tasks")} | {
+        AssetKey(["gong", "calls"])
+    }
+    for ws, run in zip(("pair-a", "pair-b"), runs, strict=True):
+        assert (run.job_name, run.tags["dagster/partition"], run.asset_selection) == ("sync_workspace", ws, expected)
+        materialized = {
+            e.asset_materialization.asset_key
+            for e in e2e.instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+        }
+        assert materialized == expected
+    assert runs[0].execution_plan_snapshot_id == runs[1].execution_plan_snapshot_id
+    assert runs[0].job_snapshot_id == runs[1].job_snapshot_id
+    assert sql("SELECT workspace_id, source, count(*) FROM calls GROUP BY 1, 2 ORDER BY 1") == [
+        ("pair-a", "gong", 120),
+        ("pair-b", "gong", 120),
+    ]
+    assert sql("SELECT workspace_id, count(*) FROM deals GROUP BY 1 ORDER BY 1") == [("pair-a", 5), ("pair-b", 5)]
 
 
 class Receiver(BaseHTTPRequestHandler):
