@@ -20,6 +20,10 @@ from sync_assets.runs import IN_FLIGHT, PARTITION_TAG
 logger = logging.getLogger("api")
 
 ROOT_RUN_TAG = "dagster/root_run_id"
+# dagster-webserver's defaults for its instance storage connections.
+STATEMENT_TIMEOUT_MS = 15_000
+POOL_RECYCLE_S = 3600
+POOL_MAX_OVERFLOW = 20
 
 
 class DagsterUnavailable(ApiError):
@@ -30,7 +34,13 @@ class DagsterUnavailable(ApiError):
 class DagsterGateway:
     @cached_property
     def instance(self) -> DagsterInstance:
-        return DagsterInstance.get()
+        instance = DagsterInstance.get()
+        # What dagster-webserver does for its long-lived process: keep a storage connection open
+        # rather than connecting per query (a launch makes dozens of queries).
+        instance.optimize_for_webserver(
+            statement_timeout=STATEMENT_TIMEOUT_MS, pool_recycle=POOL_RECYCLE_S, max_overflow=POOL_MAX_OVERFLOW
+        )
+        return instance
 
     @cached_property
     def runs(self) -> RunFactory:
