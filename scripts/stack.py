@@ -215,6 +215,7 @@ def up() -> None:
     start(found, env, RUN_DIR / "logs")
     (RUN_DIR / "pids").write_text("\n".join(f"{s.name} {s.process.pid}" for s in found if s.process) + "\n")
     print(f"Dagster UI   http://127.0.0.1:{dagster_port}")
+    print(f"Code server  127.0.0.1:{os.environ['CODE_SERVER_PORT']} (gRPC)")
     if _api_exists():
         print(f"REST API     http://127.0.0.1:{api_port}/docs")
     if with_sandbox:
