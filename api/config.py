@@ -19,7 +19,9 @@ def admin_token() -> str | None:
 
 
 def workspace_file() -> Path:
-    """The workspace the webserver and daemon read; it finds the code server at CODE_SERVER_PORT."""
+    """The workspace the webserver and daemon read; it finds the code server at CODE_SERVER_HOST and
+    CODE_SERVER_PORT (make up's defaults unless set)."""
+    os.environ.setdefault("CODE_SERVER_HOST", "127.0.0.1")
     os.environ.setdefault("CODE_SERVER_PORT", "4000")
     return REPO_ROOT / "workspace.yaml"
 

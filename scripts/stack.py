@@ -54,10 +54,10 @@ def _daemon_alive(env: dict[str, str]) -> Callable[[], bool]:
     return check
 
 
-def _grpc_serving(port: int) -> Callable[[], bool]:
+def _grpc_serving(host: str, port: int) -> Callable[[], bool]:
     def check() -> bool:
         result = subprocess.run(
-            [str(BIN / "dagster"), "api", "grpc-health-check", "-h", "127.0.0.1", "-p", str(port)],
+            [str(BIN / "dagster"), "api", "grpc-health-check", "-h", host, "-p", str(port)],
             cwd=REPO_ROOT,
             capture_output=True,
         )
@@ -69,10 +69,10 @@ def _grpc_serving(port: int) -> Callable[[], bool]:
 def services(
     env: dict[str, str], *, dagster_port: int, api_port: int, sandbox_port: int | None, with_api: bool
 ) -> list[Service]:
-    """The processes to start, in order. ``env["CODE_SERVER_PORT"]`` is the code server's port, which
-    workspace.yaml reads."""
+    """The processes to start, in order. ``env["CODE_SERVER_HOST"]`` and ``env["CODE_SERVER_PORT"]`` are
+    the code server's address, which workspace.yaml reads."""
     workspace = str(REPO_ROOT / "workspace.yaml")
-    code_port = int(env["CODE_SERVER_PORT"])
+    code_host, code_port = env["CODE_SERVER_HOST"], int(env["CODE_SERVER_PORT"])
     found: list[Service] = []
     if sandbox_port is not None:
         found.append(
@@ -96,11 +96,11 @@ def services(
                 "--location-name",
                 "sales_sync",
                 "-h",
-                "127.0.0.1",
+                code_host,
                 "-p",
                 str(code_port),
             ],
-            _grpc_serving(code_port),
+            _grpc_serving(code_host, code_port),
             gates_the_rest=True,
         ),
         Service(
@@ -178,6 +178,7 @@ def prepare_dagster_home(home: Path, template: Path) -> None:
 
 
 def _ports() -> tuple[int, int, int]:
+    os.environ.setdefault("CODE_SERVER_HOST", "127.0.0.1")
     os.environ.setdefault("CODE_SERVER_PORT", "4000")
     return (
         int(os.environ.get("DAGSTER_PORT", "3001")),
@@ -215,7 +216,7 @@ def up() -> None:
     start(found, env, RUN_DIR / "logs")
     (RUN_DIR / "pids").write_text("\n".join(f"{s.name} {s.process.pid}" for s in found if s.process) + "\n")
     print(f"Dagster UI   http://127.0.0.1:{dagster_port}")
-    print(f"Code server  127.0.0.1:{os.environ['CODE_SERVER_PORT']} (gRPC)")
+    print(f"Code server  {os.environ['CODE_SERVER_HOST']}:{os.environ['CODE_SERVER_PORT']} (gRPC)")
     if _api_exists():
         print(f"REST API     http://127.0.0.1:{api_port}/docs")
     if with_sandbox:

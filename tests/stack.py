@@ -97,6 +97,7 @@ def start_stack(warehouse_url: str, *, with_api: bool, extra_env: dict[str, str]
         "SYNC_HEARTBEAT_SECONDS": "2",
         "SYNC_REAPER_INTERVAL_SECONDS": "5",
         "SYNC_ADMIN_TOKEN": os.environ.get("SYNC_ADMIN_TOKEN", "test-admin-token"),
+        "CODE_SERVER_HOST": "127.0.0.1",
         "CODE_SERVER_PORT": str(free_port()),
         **(extra_env or {}),
     }

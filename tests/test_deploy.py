@@ -144,7 +144,14 @@ def test_secrets_come_from_kubernetes_secrets_only():
         if "valueFrom" in e
     }
     assert referenced == {("sales-sync-secrets", k) for k in SECRETS["sales-sync-secrets"]} | {CHART_PG_SECRET}
-    assert all(e["value"].startswith(("http://", "/")) for e in container["env"] if "value" in e)
+    # Everything else is an address, not a secret: the instance's home and the code location's server.
+    plain = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    [deployment] = VALUES["dagster-user-deployments"]["deployments"]
+    assert plain == {
+        "DAGSTER_HOME": "/opt/dagster/dagster_home",
+        "CODE_SERVER_HOST": deployment["name"],
+        "CODE_SERVER_PORT": str(deployment["port"]),
+    }
 
 
 def test_the_api_is_its_own_deployment_and_service_on_the_code_location_image():
