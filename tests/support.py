@@ -156,3 +156,14 @@ def rows(sql: str, **params: Any) -> list[tuple]:
 
     with get_engine(warehouse_url()).begin() as conn:
         return [tuple(r) for r in conn.execute(text(sql), params)]
+
+
+def assert_evenly_spaced(stamps_s: list[float], interval_s: float) -> list[float]:
+    """Requests a limiter spaced ``interval_s`` apart, as the receiver stamped their arrival: on average
+    at least that far apart (the rate), and no two much closer (a burst). One gap may still be short
+    by the scheduling jitter of a loaded machine (seen: 20 ms), which the bounds allow. Returns the gaps."""
+    gaps = [b - a for a, b in zip(stamps_s, stamps_s[1:], strict=False)]
+    mean = (stamps_s[-1] - stamps_s[0]) / len(gaps)
+    assert mean >= interval_s * 0.99, f"mean gap {mean:.3f} s: faster than one request per {interval_s} s"
+    assert min(gaps) >= interval_s * 0.85, f"gap of {min(gaps):.3f} s: a burst, not {interval_s} s spacing"
+    return gaps

@@ -35,14 +35,14 @@ PLAN: list[tuple[str, str, str]] = [
     (
         "QW-4",
         "Gong throttling",
-        "default 100/min: 20 requests (not 120) spaced >= 0.59 s; sandbox enforcing the same rate over a "
-        "10-request/6 s window returns no 429",
+        "default 100/min: 20 requests (not 120), 0.6 s apart on average and none closer than 0.51 s; "
+        "sandbox enforcing the same rate over a 10-request/6 s window returns no 429",
     ),
     (
         "QW-5",
         "Monday throttling",
-        "default 60/min: 16 requests (not 60+) spaced >= 0.99 s and < 1.5 s; sandbox enforcing 10 per 10 s "
-        "returns no 429",
+        "default 60/min: 16 requests (not 60+), 1 s apart on average, each gap 0.85-1.5 s; "
+        "sandbox enforcing 10 per 10 s returns no 429",
     ),
     (
         "QW-6",

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from resources.salesforce import soql_datetime
 from tests.acceptance.client import SF_FAST, TINY_HUBSPOT, Acceptance
-from tests.support import rows, wait_until
+from tests.support import assert_evenly_spaced, rows, wait_until
 
 HUBSPOT_ASSETS = [["hubspot", "deals"], ["hubspot", "contacts"], ["hubspot", "accounts"], ["hubspot", "tasks"]]
 
@@ -118,10 +118,6 @@ def test_QW_3_stale_lock_is_failed_and_new_sync_proceeds(acceptance: Acceptance)
     assert latest == [(job_id, "completed", None, True), (None, "failed", "Sync timed out (exceeded 1 hour)", True)]
 
 
-def _spacing(stamps_ms: list[int]) -> list[float]:
-    return [(b - a) / 1000 for a, b in zip(stamps_ms, stamps_ms[1:], strict=False)]
-
-
 def test_QW_4_gong_requests_are_throttled_to_100_per_minute(acceptance: Acceptance):
     a = acceptance
     a.sandbox.reset(sizes={"gong": {"calls": 1950}})  # 20 pages of 100
@@ -131,8 +127,7 @@ def test_QW_4_gong_requests_are_throttled_to_100_per_minute(acceptance: Acceptan
     assert job["status"] == "completed"
     data = [r for r in a.sandbox.requests("gong") if r["path"].startswith("/gong/v2/")]
     assert [r["status"] for r in data] == [200] * 20
-    gaps = _spacing([r["ts_ms"] for r in data])
-    assert min(gaps) >= 0.59
+    assert_evenly_spaced([r["ts_ms"] / 1000 for r in data], 0.6)
     assert rows("SELECT count(*), count(DISTINCT source_id) FROM calls WHERE workspace_id = 'qw4'") == [(1950, 1950)]
     assert rows("SELECT status, records_synced FROM sync_log WHERE workspace_id = 'qw4'") == [("completed", 1950)]
 
@@ -146,8 +141,7 @@ def test_QW_5_monday_requests_are_throttled_to_60_per_minute(acceptance: Accepta
     assert job["status"] == "completed"
     calls = [r for r in a.sandbox.requests("monday") if r["path"] == "/monday/v2"]
     assert [r["status"] for r in calls] == [200] * 16
-    gaps = _spacing([r["ts_ms"] for r in calls])
-    assert min(gaps) >= 0.99
+    gaps = assert_evenly_spaced([r["ts_ms"] / 1000 for r in calls], 1.0)
     assert max(gaps) < 1.5  # evenly spaced, not bursts and pauses
     assert rows("SELECT count(*), count(DISTINCT source_id) FROM tasks WHERE workspace_id = 'qw5'") == [(150, 150)]
     assert rows("SELECT status, records_synced FROM sync_log WHERE workspace_id = 'qw5'") == [("completed", 150)]
