@@ -93,6 +93,8 @@ def main() -> None:
         WAREHOUSE_URL=warehouse_url,
         SYNC_SECRET_KEY=generate_key(),
         WEBHOOK_ALLOW_PRIVATE="1",
+        CODE_SERVER_HOST="127.0.0.1",
+        CODE_SERVER_PORT=str(free_port()),
     )
     migrate(warehouse_url)
     sandbox, receiver = Sandbox.start(), Receiver().start()
