@@ -9,9 +9,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from resources.db import get_engine
-from resources.settings import REPO_ROOT, warehouse_url
-
-# API-triggered runs jump the nightly batch (scheduled runs use priority 0).
+from resources.settings import REPO_ROOT, code_server_address, warehouse_url
 
 
 def admin_token() -> str | None:
@@ -19,10 +17,8 @@ def admin_token() -> str | None:
 
 
 def workspace_file() -> Path:
-    """The workspace the webserver and daemon read; it finds the code server at CODE_SERVER_HOST and
-    CODE_SERVER_PORT (make up's defaults unless set)."""
-    os.environ.setdefault("CODE_SERVER_HOST", "127.0.0.1")
-    os.environ.setdefault("CODE_SERVER_PORT", "4000")
+    """The workspace the webserver and daemon read, which finds the code server at its address."""
+    code_server_address()
     return REPO_ROOT / "workspace.yaml"
 
 

@@ -81,7 +81,7 @@ class RunFactory:
     def _plan(self, job_name: str, assets: frozenset[AssetKey] | None) -> tuple[WorkspaceRequestContext, PlannedJob]:
         key = (job_name, assets)
         with self._lock:
-            if self._request_context is not None and key in self._planned:
+            if key in self._planned:  # planned entries and the request context are set and reset together
                 return self._request_context, self._planned[key]
             try:
                 return self._fetch(key)

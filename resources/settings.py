@@ -28,6 +28,14 @@ def normalize_postgres_url(url: str) -> str:
     return url
 
 
+def code_server_address() -> tuple[str, int]:
+    """Where the code server listens (make up/dev start it there). workspace.yaml reads the same two
+    variables, so the defaults are written into the environment when they are absent."""
+    os.environ.setdefault("CODE_SERVER_HOST", "127.0.0.1")
+    os.environ.setdefault("CODE_SERVER_PORT", "4000")
+    return os.environ["CODE_SERVER_HOST"], int(os.environ["CODE_SERVER_PORT"])
+
+
 def sandbox_port() -> int:
     return int(os.environ.get("SANDBOX_PORT", "8900"))
 

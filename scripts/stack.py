@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from resources.settings import REPO_ROOT
+from resources.settings import REPO_ROOT, code_server_address
 
 RUN_DIR = Path(os.environ.get("RUN_DIR", REPO_ROOT / ".run"))
 BIN = Path(sys.executable).parent
@@ -178,8 +178,7 @@ def prepare_dagster_home(home: Path, template: Path) -> None:
 
 
 def _ports() -> tuple[int, int, int]:
-    os.environ.setdefault("CODE_SERVER_HOST", "127.0.0.1")
-    os.environ.setdefault("CODE_SERVER_PORT", "4000")
+    code_server_address()
     return (
         int(os.environ.get("DAGSTER_PORT", "3001")),
         int(os.environ.get("API_PORT", "3000")),
@@ -216,7 +215,8 @@ def up() -> None:
     start(found, env, RUN_DIR / "logs")
     (RUN_DIR / "pids").write_text("\n".join(f"{s.name} {s.process.pid}" for s in found if s.process) + "\n")
     print(f"Dagster UI   http://127.0.0.1:{dagster_port}")
-    print(f"Code server  {os.environ['CODE_SERVER_HOST']}:{os.environ['CODE_SERVER_PORT']} (gRPC)")
+    code_host, code_port = code_server_address()
+    print(f"Code server  {code_host}:{code_port} (gRPC)")
     if _api_exists():
         print(f"REST API     http://127.0.0.1:{api_port}/docs")
     if with_sandbox:

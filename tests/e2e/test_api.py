@@ -315,7 +315,7 @@ def test_qw1_salesforce_sync_is_accepted_at_once_and_its_job_completes(api, e2e)
 
 def test_workspace_sync_runs_the_assets_of_its_active_connections(api, e2e):
     """POST /sync launches sync_workspace with the assets of exactly the workspace's connections; two
-    workspaces with the same connections share one job subset and plan (fetched once, reused)."""
+    workspaces with the same connections get runs of the same job and plan snapshots."""
     offered = e2e.sandbox.connections()
     job_ids = []
     for ws in ("pair-a", "pair-b"):
