@@ -146,6 +146,18 @@ class WarehouseResource(ConfigurableResource):
                 )
             )
 
+    def close_open_syncs(self, run_id: str, error: str) -> int:
+        """Fail the run's sync_log rows still open: a run stopped from outside (max runtime, cancel) can
+        end before its step closes them. A step that closes its row later overwrites this with its counts."""
+        log = schema.sync_log
+        now = utcnow()
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(log)
+                .where(log.c.run_id == run_id, log.c.status.in_(("pending", "running")))
+                .values(status="failed", error=error, completed_at=now)
+            ).rowcount
+
     def mark_synced(self, workspace_id: str, connector: str, at: datetime) -> None:
         """Mirror of the watermark's sync time for SQL users (``connections.last_sync_at``)."""
         c = schema.connections

@@ -27,10 +27,11 @@ from sqlalchemy import select
 
 from resources import schema
 from resources.notifier import NotifierResource, job_id_of
+from resources.warehouse import WarehouseResource
 from resources.webhooks.config import has_webhook
 from sync_assets import CONNECTORS
 from sync_assets.loop import SYNC_ID_TAG
-from sync_assets.runs import PARTITION_TAG
+from sync_assets.runs import PARTITION_TAG, timed_out_message
 
 WILL_RETRY_TAG = "dagster/will_retry"
 FAILURE_REASON_TAG = "dagster/failure_reason"
@@ -161,6 +162,17 @@ def fresh_run(instance: DagsterInstance, run: DagsterRun) -> DagsterRun:
     return latest
 
 
+def close_open_syncs(context: RunStatusSensorContext, warehouse: WarehouseResource, cause: str) -> None:
+    """A stopped run's open sync_log rows are failed before its outcome is told, so the webhook, the
+    API and the table agree; a timeout is named in the words the step itself would have used."""
+    run = context.dagster_run
+    record = context.instance.get_run_record_by_id(run.run_id)
+    reason = (timed_out_message(context.instance, record) if record else None) or cause
+    closed = warehouse.close_open_syncs(run.run_id, reason)
+    if closed:
+        context.log.info(f"closed {closed} open sync_log row(s) of stopped run {run.run_id}: {reason}")
+
+
 def record_outcome(
     context: RunStatusSensorContext, notifier: NotifierResource, event: str, extra: dict[str, Any] | None = None
 ) -> None:
@@ -195,8 +207,12 @@ def sync_completed_sensor(context: RunStatusSensorContext, notifier: NotifierRes
     minimum_interval_seconds=INTERVAL_S,
     description="Queues a signed sync.failed webhook (with the real cause) for every failed workspace sync.",
 )
-def sync_failed_sensor(context: RunFailureSensorContext, notifier: NotifierResource) -> None:
-    record_outcome(context, notifier, "sync.failed", failure_data(context))
+def sync_failed_sensor(
+    context: RunFailureSensorContext, notifier: NotifierResource, warehouse: WarehouseResource
+) -> None:
+    data = failure_data(context)
+    close_open_syncs(context, warehouse, data["error"])
+    record_outcome(context, notifier, "sync.failed", data)
 
 
 @run_status_sensor(
@@ -206,7 +222,11 @@ def sync_failed_sensor(context: RunFailureSensorContext, notifier: NotifierResou
     minimum_interval_seconds=INTERVAL_S,
     description="Queues a signed sync.canceled webhook for every canceled workspace sync.",
 )
-def sync_canceled_sensor(context: RunStatusSensorContext, notifier: NotifierResource) -> None:
+def sync_canceled_sensor(
+    context: RunStatusSensorContext, notifier: NotifierResource, warehouse: WarehouseResource
+) -> None:
+    run = context.dagster_run
+    close_open_syncs(context, warehouse, f"Job {job_id_of(run.run_id, run.tags)} was canceled")
     record_outcome(context, notifier, "sync.canceled")
 
 

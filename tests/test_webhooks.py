@@ -15,6 +15,7 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterRunStatus, build_run_st
 
 from definitions import connector_assets, defs
 from resources.notifier import NotifierResource
+from resources.warehouse import WarehouseResource
 from resources.webhooks.config import clear_webhook, set_webhook
 from resources.webhooks.delivery import TEST_EVENT_DATA
 from resources.webhooks.destination import InvalidWebhookUrl, validate_webhook_url
@@ -78,7 +79,7 @@ def evaluate(sensor, instance, result, notifier, failure: bool = False):
         dagster_run=instance.get_run_by_id(result.run_id),
         dagster_event=event,
         partition_key=WS,
-        resources={"notifier": notifier},
+        resources={"notifier": notifier, "warehouse": WarehouseResource()},
     )
     return sensor(context.for_run_failure() if failure else context)
 
@@ -259,9 +260,11 @@ def test_a_failure_that_will_be_retried_sends_nothing_until_the_final_outcome(ho
     assert rows("SELECT count(*) FROM webhook_deliveries WHERE event = 'sync.failed'") == [(1,)]
 
 
-def test_a_canceled_run_sends_sync_canceled(hooked, instance, receiver):
+def test_a_canceled_run_closes_its_open_sync_and_sends_sync_canceled(hooked, instance, receiver):
     notifier = NotifierResource()
     run = instance.create_run_for_job(defs.resolve_job_def("sync_hubspot"), tags={"dagster/partition": WS})
+    # The step was stopped before it could close its row.
+    WarehouseResource().start_sync_log(WS, "hubspot", run.run_id, None, "manual")
     event = instance.report_run_canceled(run)
     context = build_run_status_sensor_context(
         sensor_name=sync_canceled_sensor.name,
@@ -269,10 +272,13 @@ def test_a_canceled_run_sends_sync_canceled(hooked, instance, receiver):
         dagster_run=instance.get_run_by_id(run.run_id),
         dagster_event=event,
         partition_key=WS,
-        resources={"notifier": notifier},
+        resources={"notifier": notifier, "warehouse": WarehouseResource()},
     )
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED
     assert sync_canceled_sensor(context) is None
+    assert rows("SELECT run_id, status, error, completed_at IS NOT NULL FROM sync_log") == [
+        (run.run_id, "failed", f"Job {run.run_id} was canceled", True)
+    ]
     (canceled,) = receiver.wait_for("sync.canceled")
     assert canceled.envelope["data"] == {
         "jobId": run.run_id,
