@@ -90,10 +90,10 @@ def page_bodies(results: list[dict[str, Any]], records: int, page_size: int) -> 
 
 class _CannedResponse:
     def __init__(self, body: bytes) -> None:
-        self._body = body
+        self.content = body
 
     def json(self) -> Any:
-        return json.loads(self._body)
+        return json.loads(self.content)
 
 
 def replay_resource(bodies: list[bytes]) -> Any:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import requests
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from resources.connections import Connection
 from resources.http import RetryableError, VendorError
@@ -34,6 +34,26 @@ class HubSpotObject(VendorRecord):
     created_at: str | None = Field(default=None, alias="createdAt")
     updated_at: str | None = Field(default=None, alias="updatedAt")
     archived: bool = False
+
+
+class _NextPage(BaseModel):
+    after: str | None = None
+
+
+class _Paging(BaseModel):
+    next: _NextPage | None = None
+
+
+class HubSpotPage(BaseModel):
+    """A list or search response, decoded and validated in one pass from the raw body."""
+
+    results: list[HubSpotObject] = Field(default_factory=list)
+    paging: _Paging | None = None
+    total: int | None = None
+
+    @property
+    def next_after(self) -> str | None:
+        return self.paging.next.after if self.paging and self.paging.next else None
 
 
 class HubSpotClient(OAuthRefreshClient):
@@ -66,9 +86,10 @@ class HubSpotClient(OAuthRefreshClient):
             params: dict[str, Any] = {"limit": LIST_PAGE_SIZE, "properties": ",".join(properties)}
             if after:
                 params["after"] = after
-            body = self.request("GET", f"/crm/v3/objects/{object_type}", params=params).json()
-            yield Page([HubSpotObject.model_validate(r) for r in body.get("results", [])])
-            after = ((body.get("paging") or {}).get("next") or {}).get("after")
+            response = self.request("GET", f"/crm/v3/objects/{object_type}", params=params)
+            page = HubSpotPage.model_validate_json(response.content)
+            yield Page(page.results)
+            after = page.next_after
             if not after:
                 return
 
@@ -97,11 +118,10 @@ class HubSpotClient(OAuthRefreshClient):
         sort = {"propertyName": prop, "direction": "ASCENDING"}
         offset = 0
         while True:
-            body = self._search(object_type, filters, sort, offset, properties)
-            records = [HubSpotObject.model_validate(r) for r in body.get("results", [])]
-            window.observe(records, prop)
-            yield Page(records, total=body.get("total"))
-            next_after = ((body.get("paging") or {}).get("next") or {}).get("after")
+            page = self._search(object_type, filters, sort, offset, properties)
+            window.observe(page.results, prop)
+            yield Page(page.results, total=page.total)
+            next_after = page.next_after
             if not next_after:
                 return
             if int(next_after) + SEARCH_PAGE_SIZE > SEARCH_RESULT_CAP:
@@ -119,16 +139,16 @@ class HubSpotClient(OAuthRefreshClient):
                 {"propertyName": prop, "operator": "EQ", "value": str(instant_ms)},
                 {"propertyName": "hs_object_id", "operator": "GT", "value": str(last_id)},
             ]
-            body = self._search(object_type, filters, sort, 0, properties)
-            records = [HubSpotObject.model_validate(r) for r in body.get("results", [])]
+            page = self._search(object_type, filters, sort, 0, properties)
+            records = page.results
             if not records:
                 return
-            yield Page([r for r in records if r.id not in already_read], total=body.get("total"))
+            yield Page([r for r in records if r.id not in already_read], total=page.total)
             last_id = int(records[-1].id)
 
     def _search(
         self, object_type: str, filters: list[dict], sort: dict, offset: int, properties: list[str]
-    ) -> dict[str, Any]:
+    ) -> HubSpotPage:
         self._search_limiter.acquire()
         body = {
             "filterGroups": [{"filters": filters}],
@@ -137,7 +157,8 @@ class HubSpotClient(OAuthRefreshClient):
             "limit": SEARCH_PAGE_SIZE,
             "after": str(offset),
         }
-        return self.request("POST", f"/crm/v3/objects/{object_type}/search", json=body).json()
+        response = self.request("POST", f"/crm/v3/objects/{object_type}/search", json=body)
+        return HubSpotPage.model_validate_json(response.content)
 
 
 def _epoch_ms(moment: datetime) -> int:

@@ -121,9 +121,12 @@ class Faults:
 class RequestLog:
     def __init__(self) -> None:
         self._entries: deque[dict[str, Any]] = deque(maxlen=LOG_CAP)
+        self._cleared_ms = 0.0
 
     def add(self, entry: dict[str, Any]) -> None:
-        self._entries.append(entry)
+        # A request still in flight at a clear (a slow one, say) belongs to the log before it.
+        if entry["ts_ms"] >= self._cleared_ms:
+            self._entries.append(entry)
 
     def since(self, since_ms: float | None) -> list[dict[str, Any]]:
         # Entries are appended on completion; ordering by arrival time is what callers reason about.
@@ -133,6 +136,7 @@ class RequestLog:
 
     def clear(self) -> None:
         self._entries.clear()
+        self._cleared_ms = time.time() * 1000
 
 
 class SlidingWindowLimiter:

@@ -39,6 +39,10 @@ MAX_ERRORS = 10
 INTERVAL_S = 5
 # Dagster tags a failed run dagster/will_retry just after storing its failure event: wait this long for it.
 WILL_RETRY_TAG_WAIT_S = 2.0
+# Dagster's message for a run failed with no reason given (the code server does so for a dead process).
+FAILED_FROM_OUTSIDE = "This run has been marked as failed from outside the execution context."
+CRASH_PREFIX = "Run execution process for "
+ENGINE_EVENTS_SCANNED = 20
 STEP_CONNECTORS = {f"{c.name}_sync": c.name for c in CONNECTORS}
 # Wrappers Dagster puts around the user's exception; the cause is below them.
 FRAMEWORK_ERRORS = ("Dagster", "RetryRequested")
@@ -132,9 +136,27 @@ def failure_reason(run: DagsterRun, message: str) -> str:
     return "error"
 
 
+def crash_explanation(instance: DagsterInstance, run_id: str) -> str | None:
+    """What the code server logged when it found the run's process dead (killed, out of memory)."""
+    records = instance.get_records_for_run(
+        run_id, of_type=DagsterEventType.ENGINE_EVENT, ascending=False, limit=ENGINE_EVENTS_SCANNED
+    ).records
+    for record in records:
+        message = record.event_log_entry.dagster_event.message if record.event_log_entry.dagster_event else None
+        start = message.find(CRASH_PREFIX) if message else -1
+        if start >= 0:  # after the "[DagsterApiServer] " label
+            return message[start:]
+    return None
+
+
 def failure_data(context: RunFailureSensorContext) -> dict[str, Any]:
-    """The real cause: the failed step's exception below Dagster's wrappers, else the run's own failure."""
+    """The real cause: the failed step's exception below Dagster's wrappers, else the run's own failure
+    (for a run whose process died, the code server's account of how)."""
     run_message = context.failure_event.message or ""
+    if run_message == FAILED_FROM_OUTSIDE:
+        crash = crash_explanation(context.instance, context.dagster_run.run_id)
+        if crash:
+            return {"connector": None, "failureReason": "worker_lost", "error": crash, "errorType": None}
     cause, connector = None, None
     for event in context.get_step_failure_events():
         error = getattr(event.event_specific_data, "error", None)
@@ -211,7 +233,8 @@ def sync_failed_sensor(
     context: RunFailureSensorContext, notifier: NotifierResource, warehouse: WarehouseResource
 ) -> None:
     data = failure_data(context)
-    close_open_syncs(context, warehouse, data["error"])
+    lost = data["failureReason"] == "worker_lost"
+    close_open_syncs(context, warehouse, f"Sync worker lost: {data['error']}" if lost else data["error"])
     record_outcome(context, notifier, "sync.failed", data)
 
 

@@ -290,6 +290,29 @@ def test_a_canceled_run_closes_its_open_sync_and_sends_sync_canceled(hooked, ins
     }
 
 
+def test_a_run_whose_process_died_closes_its_sync_and_sends_the_crash(hooked, instance, receiver):
+    notifier = NotifierResource()
+    run = instance.create_run_for_job(defs.resolve_job_def("sync_hubspot"), tags={"dagster/partition": WS})
+    WarehouseResource().start_sync_log(WS, "hubspot", run.run_id, None, "manual")
+    # What the code server records when it finds the run's process gone.
+    crash = f"Run execution process for {run.run_id} was terminated by signal 9 (SIGKILL)."
+    instance.report_engine_event(f"[DagsterApiServer] {crash}", run)
+    event = instance.report_run_failed(run)
+    context = build_run_status_sensor_context(
+        sensor_name=sync_failed_sensor.name,
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(run.run_id),
+        dagster_event=event,
+        partition_key=WS,
+        resources={"notifier": notifier, "warehouse": WarehouseResource()},
+    )
+    assert sync_failed_sensor(context.for_run_failure()) is None
+    assert rows("SELECT status, error FROM sync_log") == [("failed", f"Sync worker lost: {crash}")]
+    (failed,) = receiver.wait_for("sync.failed")
+    data = failed.envelope["data"]
+    assert (data["failureReason"], data["error"], data["errorType"]) == ("worker_lost", crash, None)
+
+
 def test_edge3_slow_receiver_times_out_is_logged_and_retried_and_the_sync_is_on_time(
     hooked, instance, receiver, caplog
 ):

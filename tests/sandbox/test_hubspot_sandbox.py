@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -442,6 +443,21 @@ def test_latency_delays_data_requests_only(sandbox: Sandbox) -> None:
     sandbox.control("GET", "health")
     sandbox.refresh()
     assert time.monotonic() - t < 0.4
+
+
+def test_a_request_in_flight_at_a_reset_stays_out_of_the_new_log(sandbox: Sandbox) -> None:
+    token = sandbox.token()
+    sandbox.control("POST", "hubspot/faults", {"latency_ms": 1000})
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(get, sandbox, token, DEALS, limit=1)
+        time.sleep(0.3)  # the request has arrived and waits out its latency
+        sandbox.reset()
+        assert slow.result().status_code == 200
+    assert get(sandbox, sandbox.token(), DEALS, limit=1).status_code == 200
+    assert [(r["method"], r["path"]) for r in sandbox.control("GET", "hubspot/requests")["requests"]] == [
+        ("POST", "/hubspot/oauth/v1/token"),
+        ("GET", "/hubspot" + DEALS),
+    ]
 
 
 def test_reset_is_deterministic(sandbox: Sandbox) -> None:
