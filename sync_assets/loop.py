@@ -212,7 +212,7 @@ class ConnectorSync:
         previous = result.watermark_from
         for record in records:
             try:
-                row = entity.transform(record).model_dump()
+                row = entity.transform(record).as_row()
             except Exception as exc:  # a bad record is captured, never fatal
                 source_id = _safe_source_id(record)
                 message = f"{entity.label}: {describe_error(exc)} ({source_id})"
