@@ -35,6 +35,17 @@ class HubSpotObject(VendorRecord):
     updated_at: str | None = Field(default=None, alias="updatedAt")
     archived: bool = False
 
+    @property
+    def payload(self) -> dict[str, Any]:
+        # model_dump(by_alias=True), built by hand: a sixth of the cost, and paid for every record synced.
+        return {
+            "id": self.id,
+            "properties": self.properties,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+            "archived": self.archived,
+        }
+
 
 class _NextPage(BaseModel):
     after: str | None = None

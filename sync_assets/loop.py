@@ -347,12 +347,14 @@ class PageBatch:
 
 
 _END = object()
+PAGES_AHEAD = 4
 
 
 def prefetched(pages: Iterator[Any]) -> Iterator[Any]:
-    """Fetch the next page from the vendor in a background thread while the current one is
-    transformed and committed. Pages still come out in order, and only one is ever held ahead."""
-    handoff: queue.Queue = queue.Queue(maxsize=1)
+    """Fetch the next pages from the vendor in a background thread while the current one is
+    transformed and committed. Pages still come out in order, and at most PAGES_AHEAD are held ahead:
+    enough to keep fetching through a commit (one per up to ten HubSpot pages), still bounded memory."""
+    handoff: queue.Queue = queue.Queue(maxsize=PAGES_AHEAD)
     stop = threading.Event()
 
     def produce() -> None:

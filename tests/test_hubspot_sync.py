@@ -8,8 +8,9 @@ import pytest
 from dagster import AssetKey, AssetRecordsFilter
 
 from definitions import connector_assets
-from resources.hubspot import HubSpotResource
+from resources.hubspot import HubSpotObject, HubSpotResource
 from resources.warehouse import WarehouseResource
+from sync_assets.hubspot import PROPERTIES
 from tests.conftest import register
 from tests.support import latest_metadata, rows, run_sync
 
@@ -89,6 +90,23 @@ def test_full_then_incremental_fetches_only_modified_records(hubspot_ws, instanc
     assert log == [("completed", "full", 410), ("completed", "incremental", 3)]
     (last_sync_at,) = rows("SELECT last_sync_at FROM connections WHERE workspace_id = :w", w=WS)[0]
     assert last_sync_at is not None
+
+
+def test_each_row_keeps_the_vendor_record_exactly_as_served(hubspot_ws, instance, sandbox):
+    assert run_sync(instance, HUBSPOT, WS).success
+    client = HubSpotResource().client_for(WarehouseResource().get_connection(WS, "hubspot"))
+    served = client.request(
+        "GET",
+        "/crm/v3/objects/deals",
+        params={"limit": 100, "properties": ",".join(PROPERTIES["deals"] + ["hs_lastmodifieddate", "createdate"])},
+    ).json()["results"]
+    stored = dict(rows("SELECT source_id, properties FROM deals"))
+    assert len(served) == 100
+    for record in served:
+        assert stored[record["id"]] == record
+    assert HubSpotObject.model_validate(served[0]).payload == HubSpotObject.model_validate(served[0]).model_dump(
+        by_alias=True
+    )
 
 
 def test_zero_new_records_completes_with_zero_and_keeps_watermark(hubspot_ws, instance, sandbox):
