@@ -71,17 +71,22 @@ def outbox() -> list[tuple]:
     )
 
 
-def evaluate(sensor, instance, result, notifier, failure: bool = False):
-    event = result.get_run_failure_event() if failure else result.get_run_success_event()
+def evaluate_on(sensor, instance, run_id: str, event, notifier, failure: bool = False):
+    """Evaluate a run-status sensor on the run's stored state and the given status event."""
     context = build_run_status_sensor_context(
         sensor_name=sensor.name,
         dagster_instance=instance,
-        dagster_run=instance.get_run_by_id(result.run_id),
+        dagster_run=instance.get_run_by_id(run_id),
         dagster_event=event,
         partition_key=WS,
         resources={"notifier": notifier, "warehouse": WarehouseResource()},
     )
     return sensor(context.for_run_failure() if failure else context)
+
+
+def evaluate(sensor, instance, result, notifier, failure: bool = False):
+    event = result.get_run_failure_event() if failure else result.get_run_success_event()
+    return evaluate_on(sensor, instance, result.run_id, event, notifier, failure)
 
 
 SINK_SECONDS: list[float] = []
@@ -266,16 +271,8 @@ def test_a_canceled_run_closes_its_open_sync_and_sends_sync_canceled(hooked, ins
     # The step was stopped before it could close its row.
     WarehouseResource().start_sync_log(WS, "hubspot", run.run_id, None, "manual")
     event = instance.report_run_canceled(run)
-    context = build_run_status_sensor_context(
-        sensor_name=sync_canceled_sensor.name,
-        dagster_instance=instance,
-        dagster_run=instance.get_run_by_id(run.run_id),
-        dagster_event=event,
-        partition_key=WS,
-        resources={"notifier": notifier, "warehouse": WarehouseResource()},
-    )
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED
-    assert sync_canceled_sensor(context) is None
+    assert evaluate_on(sync_canceled_sensor, instance, run.run_id, event, notifier) is None
     assert rows("SELECT run_id, status, error, completed_at IS NOT NULL FROM sync_log") == [
         (run.run_id, "failed", f"Job {run.run_id} was canceled", True)
     ]
@@ -298,15 +295,7 @@ def test_a_run_whose_process_died_closes_its_sync_and_sends_the_crash(hooked, in
     crash = f"Run execution process for {run.run_id} was terminated by signal 9 (SIGKILL)."
     instance.report_engine_event(f"[DagsterApiServer] {crash}", run)
     event = instance.report_run_failed(run)
-    context = build_run_status_sensor_context(
-        sensor_name=sync_failed_sensor.name,
-        dagster_instance=instance,
-        dagster_run=instance.get_run_by_id(run.run_id),
-        dagster_event=event,
-        partition_key=WS,
-        resources={"notifier": notifier, "warehouse": WarehouseResource()},
-    )
-    assert sync_failed_sensor(context.for_run_failure()) is None
+    assert evaluate_on(sync_failed_sensor, instance, run.run_id, event, notifier, failure=True) is None
     assert rows("SELECT status, error FROM sync_log") == [("failed", f"Sync worker lost: {crash}")]
     (failed,) = receiver.wait_for("sync.failed")
     data = failed.envelope["data"]
