@@ -1,7 +1,8 @@
 """Run outcomes -> webhook outbox: ``sync.completed``, ``sync.failed`` and ``sync.canceled``.
 
-Each sensor only writes the outbox (the delivery sensor and the immediate dispatcher send it), once per
-(run id, status) through the row's dedupe key, so a replayed tick sends nothing twice. They return None:
+Each sensor writes the outbox (the delivery sensor and the immediate dispatcher send it), once per
+(run id, status) through the row's dedupe key, so a replayed tick sends nothing twice. The failure and
+cancel sensors first close the run's sync_log rows that its stopped step left open. They return None:
 returning anything limits a run-status tick to one run. No ``monitored_jobs``: runs launched from the
 UI (``__ASSET_JOB``) count too; runs are filtered here to those of a workspace with a webhook.
 """
