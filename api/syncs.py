@@ -11,12 +11,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dagster import DagsterEventType, DagsterRunStatus, RunRecord
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Engine, func, select
 
 from api.dagster import DagsterGateway
 from api.errors import ApiError, not_found
 from api.locks import workspace_lock
 from resources import schema
+from resources.warehouse import fail_running_syncs
 from sync_assets import CONNECTORS_BY_NAME
 from sync_assets.runs import (
     API_PRIORITY,
@@ -83,16 +84,6 @@ def run_tags(sync_id: str, options: SyncOptions) -> dict[str, str]:
     return tags
 
 
-def _fail_logs(conn: Connection, message: str, *conditions: Any) -> int:
-    log = schema.sync_log
-    result = conn.execute(
-        update(log)
-        .where(log.c.status == "running", *conditions)
-        .values(status="failed", error=message, completed_at=func.now())
-    )
-    return result.rowcount
-
-
 def trigger(
     engine: Engine, gateway: DagsterGateway, workspace_id: str, connector: str | None, options: SyncOptions
 ) -> Accepted:
@@ -118,13 +109,13 @@ def trigger(
             if gateway.past_max_runtime(record):
                 message = timeout_message(gateway.max_runtime_s(record) or 0)
                 gateway.time_out(record, message)
-                _fail_logs(conn, message, log.c.run_id == record.dagster_run.run_id)
+                fail_running_syncs(conn, message, log.c.run_id == record.dagster_run.run_id)
                 logger.warning("timed out run %s of workspace %s: %s", record.dagster_run.run_id, workspace_id, message)
             else:
                 alive.append(record)
         alive_ids = [r.dagster_run.run_id for r in alive]
         cutoff = datetime.now(UTC) - STALE_AFTER
-        stale = _fail_logs(
+        stale = fail_running_syncs(
             conn,
             STALE_MESSAGE,
             log.c.workspace_id == workspace_id,

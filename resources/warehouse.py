@@ -149,14 +149,8 @@ class WarehouseResource(ConfigurableResource):
     def close_open_syncs(self, run_id: str, error: str) -> int:
         """Fail the run's sync_log rows still open: a run stopped from outside (max runtime, cancel) can
         end before its step closes them. A step that closes its row later overwrites this with its counts."""
-        log = schema.sync_log
-        now = utcnow()
         with self.engine.begin() as conn:
-            return conn.execute(
-                update(log)
-                .where(log.c.run_id == run_id, log.c.status.in_(("pending", "running")))
-                .values(status="failed", error=error, completed_at=now)
-            ).rowcount
+            return fail_running_syncs(conn, error, schema.sync_log.c.run_id == run_id)
 
     def mark_synced(self, workspace_id: str, connector: str, at: datetime) -> None:
         """Mirror of the watermark's sync time for SQL users (``connections.last_sync_at``)."""
@@ -167,6 +161,18 @@ class WarehouseResource(ConfigurableResource):
                 .where(c.c.workspace_id == workspace_id, c.c.connector_name == connector)
                 .values(last_sync_at=at, updated_at=func.now())
             )
+
+
+def fail_running_syncs(conn: SqlConnection, error: str, *conditions: Any) -> int:
+    """Mark the ``running`` sync_log rows that match ``conditions`` failed with ``error``; returns how many.
+    Every path that gives up on a sync its step cannot close uses this (run-status sensors, the lease
+    reaper, the API's stale and timed-out syncs)."""
+    log = schema.sync_log
+    return conn.execute(
+        update(log)
+        .where(log.c.status == "running", *conditions)
+        .values(status="failed", error=error, completed_at=utcnow())
+    ).rowcount
 
 
 def dead_letter_row(

@@ -15,18 +15,18 @@ from dagster import (
     SkipReason,
     sensor,
 )
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from resources import schema
-from resources.warehouse import WarehouseResource, utcnow
-from sync_assets.runs import timed_out_message
+from resources.warehouse import WarehouseResource, fail_running_syncs, utcnow
+from sync_assets.runs import timed_out_message, worker_lost_message
 
 LEASE_S = float(os.environ.get("SYNC_LEASE_SECONDS", "120"))
 ALIVE = {DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING}
 
 
 def lost_worker_message(run_id: str, silent_s: float) -> str:
-    return f"Sync worker lost: no heartbeat for {int(silent_s)}s (lease {int(LEASE_S)}s), run {run_id}"
+    return worker_lost_message(f"no heartbeat for {int(silent_s)}s (lease {int(LEASE_S)}s), run {run_id}")
 
 
 @sensor(
@@ -59,11 +59,7 @@ def stale_run_reaper(context: SensorEvaluationContext, warehouse: WarehouseResou
             message = (timed_out_message(context.instance, record) if record else None) or lost_worker_message(
                 run_id or "?", (now - beat).total_seconds()
             )
-            conn.execute(
-                update(log)
-                .where(log.c.id == row_id, log.c.status == "running")
-                .values(status="failed", error=message, completed_at=now)
-            )
+            fail_running_syncs(conn, message, log.c.id == row_id)
             run = record.dagster_run if record else None
             if run is not None and run.status in ALIVE and run_id not in reaped_runs | live_runs:
                 context.instance.report_run_failed(run, message)

@@ -32,7 +32,7 @@ from resources.warehouse import WarehouseResource
 from resources.webhooks.config import has_webhook
 from sync_assets import CONNECTORS
 from sync_assets.loop import SYNC_ID_TAG
-from sync_assets.runs import PARTITION_TAG, timed_out_message
+from sync_assets.runs import PARTITION_TAG, timed_out_message, worker_lost_message
 
 WILL_RETRY_TAG = "dagster/will_retry"
 FAILURE_REASON_TAG = "dagster/failure_reason"
@@ -235,7 +235,7 @@ def sync_failed_sensor(
 ) -> None:
     data = failure_data(context)
     lost = data["failureReason"] == "worker_lost"
-    close_open_syncs(context, warehouse, f"Sync worker lost: {data['error']}" if lost else data["error"])
+    close_open_syncs(context, warehouse, worker_lost_message(data["error"]) if lost else data["error"])
     record_outcome(context, notifier, "sync.failed", data)
 
 

@@ -33,6 +33,11 @@ def job_timeout_message(run_id: str, limit_s: float) -> str:
     return f"Job {run_id} exceeded timeout of {int(limit_s * 1000)}ms"
 
 
+def worker_lost_message(detail: str) -> str:
+    """A sync whose run process is gone, in the words the reaper and the run-failure sensor share."""
+    return f"Sync worker lost: {detail}"
+
+
 def max_runtime_s(instance: DagsterInstance, record: RunRecord) -> float | None:
     """The run's limit: its ``dagster/max_runtime`` tag, else the instance's run-monitoring default."""
     raw = record.dagster_run.tags.get(MAX_RUNTIME_TAG)
