@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import swagger_ui
@@ -12,10 +14,21 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import errors, routes_manage, routes_sync, routes_webhook
+from api.launches import LOG_FORMAT, launcher
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    # Launch what a previous process accepted but did not launch, and stop cleanly: api/launches.py.
+    launcher().start()
+    yield
+    launcher().stop()
+
 
 app = FastAPI(
+    lifespan=lifespan,
     title="sales-sync API",
     version="1.0.0",
     description="The seed's REST endpoints over Dagster: trigger and follow syncs, manage workspaces, "

@@ -1,5 +1,6 @@
 """Dagster, as the API sees it: runs are created and queued on the instance (api/launcher.py, with
-the job as the code location describes it, as for a UI launch), and read from the instance storage."""
+the job as the code location describes it, as for a UI launch, on the outbox's thread: api/launches.py),
+and read from the instance storage."""
 
 from __future__ import annotations
 
@@ -47,11 +48,10 @@ class DagsterGateway:
         location, repository = config.code_location()
         return RunFactory(self.instance, config.workspace_file(), location, repository)
 
-    def launch(
-        self, job_name: str, workspace_id: str, tags: dict[str, str], asset_keys: Sequence[str] | None = None
-    ) -> str:
+    def check_launchable(self, job_name: str, asset_keys: Sequence[str] | None) -> None:
+        """503 unless the selection can be launched (it needs the code server until it is planned once)."""
         try:
-            return self.runs.launch(job_name, {**tags, PARTITION_TAG: workspace_id}, asset_keys)
+            self.runs.check(job_name, asset_keys)
         except CodeLocationUnavailable as exc:
             raise DagsterUnavailable(str(exc)) from None
 

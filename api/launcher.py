@@ -24,7 +24,6 @@ from dagster._core.errors import DagsterUserCodeUnreachableError
 from dagster._core.remote_representation.external import RemoteJob
 from dagster._core.snap import ExecutionPlanSnapshot
 from dagster._core.storage.dagster_run import DagsterRunStatus
-from dagster._core.utils import make_new_run_id
 from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 
@@ -41,6 +40,10 @@ class CodeLocationUnavailable(Exception):
     """The code location could not describe the job (code server down or the job not loadable)."""
 
 
+def _asset_selection(asset_keys: Sequence[str] | None) -> frozenset[AssetKey] | None:
+    return frozenset(AssetKey(key.split("/")) for key in asset_keys) if asset_keys else None
+
+
 class RunFactory:
     def __init__(self, instance: DagsterInstance, workspace_file: Path, location: str, repository: str) -> None:
         self.instance = instance
@@ -52,31 +55,41 @@ class RunFactory:
         self._request_context: WorkspaceRequestContext | None = None
         self._planned: dict[tuple[str, frozenset[AssetKey] | None], PlannedJob] = {}
 
-    def launch(self, job_name: str, tags: dict[str, str], asset_keys: Sequence[str] | None = None) -> str:
-        """Create the run and queue it; returns its id."""
-        assets = frozenset(AssetKey(key.split("/")) for key in asset_keys) if asset_keys else None
+    def check(self, job_name: str, asset_keys: Sequence[str] | None = None) -> None:
+        """Make sure the selection can be launched: plans it now unless it is cached (raises
+        :class:`CodeLocationUnavailable` when the code server cannot describe it)."""
+        self._plan(job_name, _asset_selection(asset_keys))
+
+    def launch(self, run_id: str, job_name: str, tags: dict[str, str], asset_keys: Sequence[str] | None = None) -> None:
+        """Create the run with id ``run_id`` and queue it. Idempotent: a run already created under that
+        id (a launch interrupted between the two steps) is only queued if it is not yet."""
+        existing = self.instance.get_run_by_id(run_id)
+        assets = _asset_selection(asset_keys)
         context, planned = self._plan(job_name, assets)
-        run = self.instance.create_run(
-            job_name=job_name,
-            run_id=make_new_run_id(),
-            run_config={},
-            resolved_op_selection=None,
-            step_keys_to_execute=planned.plan.step_keys_to_execute,
-            status=DagsterRunStatus.NOT_STARTED,
-            tags={**planned.job.tags, **tags},
-            root_run_id=None,
-            parent_run_id=None,
-            job_snapshot=planned.job.job_snapshot,
-            execution_plan_snapshot=planned.plan,
-            parent_job_snapshot=planned.job.parent_job_snapshot,
-            asset_selection=assets,
-            asset_check_selection=None,
-            op_selection=None,
-            remote_job_origin=planned.job.get_remote_origin(),
-            job_code_origin=planned.job.get_python_origin(),
-            asset_graph=context.asset_graph,
-        )
-        return self.instance.submit_run(run.run_id, workspace=context).run_id
+        if existing is None:
+            self.instance.create_run(
+                job_name=job_name,
+                run_id=run_id,
+                run_config={},
+                resolved_op_selection=None,
+                step_keys_to_execute=planned.plan.step_keys_to_execute,
+                status=DagsterRunStatus.NOT_STARTED,
+                tags={**planned.job.tags, **tags},
+                root_run_id=None,
+                parent_run_id=None,
+                job_snapshot=planned.job.job_snapshot,
+                execution_plan_snapshot=planned.plan,
+                parent_job_snapshot=planned.job.parent_job_snapshot,
+                asset_selection=assets,
+                asset_check_selection=None,
+                op_selection=None,
+                remote_job_origin=planned.job.get_remote_origin(),
+                job_code_origin=planned.job.get_python_origin(),
+                asset_graph=context.asset_graph,
+            )
+        elif existing.status != DagsterRunStatus.NOT_STARTED:
+            return
+        self.instance.submit_run(run_id, workspace=context)
 
     def _plan(self, job_name: str, assets: frozenset[AssetKey] | None) -> tuple[WorkspaceRequestContext, PlannedJob]:
         key = (job_name, assets)

@@ -117,7 +117,7 @@ class JobSummary(BaseModel):
     syncId: str | None
     workspaceId: str | None
     status: JobStatus
-    dagsterStatus: str
+    dagsterStatus: str | None  # null until the run is created, a moment after the 202
     jobName: str
     syncType: str
     fullRefresh: bool

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from api import auth, config
 from api.dagster import gateway
 from api.errors import ERROR_RESPONSES, ApiError, ErrorBody, bad_request, not_found
+from api.launches import pending_launch
 from api.locks import workspace_lock
 from api.models import Connection, ConnectionList, ConnectionPut, TokenCreate, TokenIssued, Workspace, WorkspaceCreate
 from api.syncs import iso
@@ -65,8 +66,7 @@ def delete_workspace(workspace_id: str = Depends(auth.admin_workspace_access)) -
     """Remove the workspace, its connections, tokens and partition; synced rows and sync_log stay."""
     engine, dagster = config.engine(), gateway()
     with engine.begin() as conn, workspace_lock(conn, workspace_id):
-        active = dagster.in_flight(workspace_id)
-        if active:
+        if dagster.in_flight(workspace_id) or pending_launch(conn, workspace_id):
             raise ApiError(409, "sync_in_progress", f"workspace {workspace_id!r} has a sync queued or running")
         conn.execute(delete(schema.workspaces).where(schema.workspaces.c.id == workspace_id))
         dagster.remove_partition(workspace_id)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, Query
 from api import auth, config
 from api.dagster import gateway
 from api.errors import ERROR_RESPONSES, ErrorBody
+from api.launches import launcher
 from api.models import History, Job, JobList, SyncAccepted, SyncRequest, SyncStatus
 from api.syncs import SyncOptions, get_job, history, list_jobs, status, trigger
 
@@ -21,7 +22,7 @@ TRIGGER_RESPONSES = {
 
 def _accepted(workspace_id: str, connector: str | None, body: SyncRequest | None) -> dict[str, Any]:
     options = SyncOptions(body.fullRefresh, body.timeoutMs) if body else SyncOptions()
-    accepted = trigger(config.engine(), gateway(), workspace_id, connector, options)
+    accepted = trigger(config.engine(), gateway(), launcher(), workspace_id, connector, options)
     return {
         "syncId": accepted.sync_id,
         "jobId": accepted.job_id,

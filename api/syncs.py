@@ -6,15 +6,18 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dagster import DagsterEventType, DagsterRunStatus, RunRecord
+from dagster._core.utils import make_new_run_id
 from sqlalchemy import Engine, func, select
 
 from api.dagster import DagsterGateway
 from api.errors import ApiError, not_found
+from api.launches import FAILED, Launch, LaunchWorker, enqueue, find_launch, pending_launch, recent_launches
 from api.locks import workspace_lock
 from resources import schema
 from resources.warehouse import fail_running_syncs
@@ -85,9 +88,15 @@ def run_tags(sync_id: str, options: SyncOptions) -> dict[str, str]:
 
 
 def trigger(
-    engine: Engine, gateway: DagsterGateway, workspace_id: str, connector: str | None, options: SyncOptions
+    engine: Engine,
+    gateway: DagsterGateway,
+    launcher: LaunchWorker,
+    workspace_id: str,
+    connector: str | None,
+    options: SyncOptions,
 ) -> Accepted:
-    """Launch one sync unless the workspace already has one queued or running (409)."""
+    """Accept one sync unless the workspace already has one queued or running (409); the outbox's
+    thread creates its run (api/launches.py)."""
     connectors = syncable_connectors(engine, workspace_id)
     if connector is not None:
         if connector not in connectors:
@@ -124,9 +133,12 @@ def trigger(
         )
         if stale:
             logger.warning("failed %d stale sync(s) of workspace %s: %s", stale, workspace_id, STALE_MESSAGE)
+        pending = None if alive else pending_launch(conn, workspace_id)
         if alive:
             run = alive[0].dagster_run
             conflict = f"a sync of workspace {workspace_id!r} is already {job_status(run.status)} (job {run.run_id})"
+        elif pending:
+            conflict = f"a sync of workspace {workspace_id!r} is already queued (job {pending.job_id})"
         else:
             running = conn.execute(
                 select(log.c.id, log.c.connector_type)
@@ -136,19 +148,18 @@ def trigger(
             if running:
                 conflict = f"a {running.connector_type} sync of workspace {workspace_id!r} is still running"
             else:
-                gateway.ensure_partition(workspace_id)
-                launch_started = time.perf_counter()
-                job_id = gateway.launch(job_name, workspace_id, run_tags(sync_id, options), assets)
-                launch_ms = (time.perf_counter() - launch_started) * 1000
+                gateway.check_launchable(job_name, assets)
+                job_id = make_new_run_id()
+                enqueue(conn, Launch(job_id, workspace_id, sync_id, job_name, assets, run_tags(sync_id, options)))
     if conflict:
         raise ApiError(409, "sync_in_progress", conflict)
+    launcher.wake()
     logger.info(
-        "queued %s for workspace %s: job %s in %.0f ms (run created and queued in %.0f ms)",
+        "accepted %s for workspace %s: job %s in %.0f ms",
         job_name,
         workspace_id,
         job_id,
         (time.perf_counter() - started) * 1000,
-        launch_ms,
     )
     return Accepted(sync_id, job_id)
 
@@ -220,13 +231,44 @@ def _failure_message(gateway: DagsterGateway, record: RunRecord) -> str | None:
     )
 
 
+def connectors_of(job_name: str, asset_keys: Iterable[str] | None) -> list[str]:
+    """The connectors a job syncs: its assets' first path segments, or the one of ``sync_<connector>``."""
+    if asset_keys:
+        return sorted({key.split("/")[0] for key in asset_keys})
+    if job_name.startswith("sync_") and job_name[5:] in CONNECTORS_BY_NAME:
+        return [job_name[5:]]
+    return []
+
+
 def _connectors_of(record: RunRecord) -> list[str]:
     run = record.dagster_run
-    if run.asset_selection:
-        return sorted({key.path[0] for key in run.asset_selection})
-    if run.job_name.startswith("sync_") and run.job_name[5:] in CONNECTORS_BY_NAME:
-        return [run.job_name[5:]]
-    return []
+    keys = [key.to_user_string() for key in run.asset_selection] if run.asset_selection else None
+    return connectors_of(run.job_name, keys)
+
+
+def launch_view(launch: Launch, *, detail: bool) -> dict[str, Any]:
+    """A job the API accepted whose run is not created yet (or could not be): api/launches.py."""
+    view: dict[str, Any] = {
+        "jobId": launch.job_id,
+        "syncId": launch.sync_id,
+        "workspaceId": launch.workspace_id,
+        "status": "failed" if launch.status == FAILED else "queued",
+        "dagsterStatus": None,
+        "jobName": launch.job_name,
+        "syncType": launch.tags.get(SYNC_TYPE_TAG, "manual"),
+        "fullRefresh": launch.tags.get(FULL_REFRESH_TAG) == "true",
+        "connectors": connectors_of(launch.job_name, launch.asset_keys),
+        "attempts": 0,
+        "createdAt": iso(launch.created_at),
+        "startedAt": None,
+        "completedAt": None,
+        "durationMs": None,
+        "recordsSynced": 0,
+        "recordsFailed": 0,
+    }
+    if detail:
+        view.update(results=[], errors=[], error=launch.error if launch.status == FAILED else None)
+    return view
 
 
 def job_view(gateway: DagsterGateway, records: list[RunRecord], logs: list[Any], *, detail: bool) -> dict[str, Any]:
@@ -270,6 +312,11 @@ def get_job(engine: Engine, gateway: DagsterGateway, workspace_id: str, job_id: 
         uuid.UUID(job_id)
     except ValueError:
         raise not_found(f"job {job_id!r}") from None
+    # The outbox first: its launcher creates the run before it deletes the row, so a job is always in
+    # one or the other.
+    launch = find_launch(engine, workspace_id, job_id)
+    if launch is not None:
+        return launch_view(launch, detail=True)
     records = gateway.job_runs(job_id)
     if not records or records[0].dagster_run.tags.get(PARTITION_TAG) != workspace_id:
         raise not_found(f"job {job_id!r}")
@@ -278,10 +325,29 @@ def get_job(engine: Engine, gateway: DagsterGateway, workspace_id: str, job_id: 
     return job_view(gateway, records, logs, detail=True)
 
 
+def _epoch(value: datetime | None) -> float:
+    if value is None:
+        return 0.0
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
 def list_jobs(engine: Engine, gateway: DagsterGateway, workspace_id: str, limit: int) -> list[dict[str, Any]]:
+    """Newest first: the outbox's launches not yet runs, and the runs."""
+    launches = recent_launches(engine, workspace_id, limit)
     roots = gateway.recent_jobs(workspace_id, limit)
     by_run = _log_rows(engine, [r.dagster_run.run_id for r in roots])
-    return [job_view(gateway, [r], by_run.get(r.dagster_run.run_id, []), detail=False) for r in roots]
+    launched = {r.dagster_run.run_id for r in roots}
+    timed = [
+        (_epoch(launch.created_at), launch_view(launch, detail=False))
+        for launch in launches
+        if launch.job_id not in launched
+    ]
+    timed += [
+        (_epoch(r.create_timestamp), job_view(gateway, [r], by_run.get(r.dagster_run.run_id, []), detail=False))
+        for r in roots
+    ]
+    timed.sort(key=lambda pair: pair[0], reverse=True)
+    return [view for _, view in timed[:limit]]
 
 
 def history(engine: Engine, workspace_id: str, limit: int) -> list[dict[str, Any]]:
@@ -321,15 +387,18 @@ def status(engine: Engine, gateway: DagsterGateway, workspace_id: str) -> dict[s
             .order_by(c.c.connector_name)
         ).all()
         last = {r.connector_type: r for r in conn.execute(select(log).where(log.c.id.in_(latest_ids))).all()}
+        pending = pending_launch(conn, workspace_id)  # before the runs: see get_job
     active = gateway.in_flight(workspace_id)
     active_job = None
-    covered: dict[str, str] = {}
     if active:
         record = active[0]
         run = record.dagster_run
         job_id = run.tags.get("dagster/root_run_id", run.run_id)
         active_job = {"jobId": job_id, "status": job_status(run.status), "connectors": _connectors_of(record)}
-        covered = {name: job_id for name in active_job["connectors"]}
+    elif pending:
+        connectors = connectors_of(pending.job_name, pending.asset_keys)
+        active_job = {"jobId": pending.job_id, "status": "queued", "connectors": connectors}
+    covered = {name: active_job["jobId"] for name in active_job["connectors"]} if active_job else {}
     names = [r.connector_name for r in connections] + sorted(set(last) - {r.connector_name for r in connections})
     by_name = {r.connector_name: r for r in connections}
     return {

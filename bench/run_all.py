@@ -180,6 +180,10 @@ def rows_api(r: dict[str, Any]) -> list[Row]:
     figures = r["figures"]
     rows = [below("api POST /sync 202 p50", figures["POST /sync (202)"]["p50_ms"], 50, " ms")]
     rows += [below(f"api {endpoint} p99", f["p99_ms"], 500, " ms") for endpoint, f in figures.items()]
+    if "launch_lag" in r:
+        rows.append(
+            shown("api 202 -> run created p50 / p99", f"{r['launch_lag']['p50_ms']} / {r['launch_lag']['p99_ms']} ms")
+        )
     return rows
 
 

@@ -156,6 +156,27 @@ webhook_deliveries = Table(
     Index(None, "workspace_id", "created_at"),
 )
 
+# Syncs the API has accepted but not yet created as Dagster runs (the launch outbox): the 202 commits
+# a row here under the workspace lock, and the API's launcher thread creates and queues the run with
+# the same id, then deletes the row. A row left ``failed`` reports why its job never started.
+sync_launches = Table(
+    "sync_launches",
+    metadata,
+    Column("job_id", String(64), primary_key=True),  # the Dagster run id the launcher will use
+    Column("workspace_id", WORKSPACE_ID, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("sync_id", String(64), nullable=False),
+    Column("job_name", String(64), nullable=False),
+    Column("asset_keys", Json),  # the asset selection, or null for the whole job
+    Column("tags", Json, nullable=False),
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Timestamp, nullable=False, server_default=func.now()),
+    Column("error", Text),
+    _now_column("created_at"),
+    Index(None, "workspace_id", "status"),
+    Index(None, "status", "next_attempt_at"),
+)
+
 # One row per rate-limited credential: the earliest time the next call may start (GCRA).
 rate_limit_slots = Table(
     "rate_limit_slots",

@@ -48,6 +48,13 @@ def active_connections(warehouse: WarehouseResource) -> dict[str, list[str]]:
     return dict(by_workspace)
 
 
+def accepted_not_launched(warehouse: WarehouseResource) -> set[str]:
+    """Workspaces with a sync the API accepted whose run its launcher has not created yet."""
+    launches = schema.sync_launches
+    with warehouse.engine.connect() as conn:
+        return set(conn.execute(select(launches.c.workspace_id).where(launches.c.status == "pending")).scalars())
+
+
 def asset_selection(connectors: list[str]) -> list[AssetKey]:
     return [AssetKey(name.split("/")) for name in connector_asset_names(connectors)]
 
@@ -68,6 +75,7 @@ def build_daily_schedule(job):
             return SkipReason("No workspaces")
         context.log.info(f"Queueing daily sync jobs for {len(workspaces)} workspace(s)")
         busy = {run.tags.get(PARTITION_TAG) for run in context.instance.get_runs(RunsFilter(statuses=IN_FLIGHT))}
+        busy |= accepted_not_launched(warehouse)
         registered = set(context.instance.get_dynamic_partitions(workspace_partitions.name))
         when = context.scheduled_execution_time
         day = when.strftime("%Y-%m-%d") if when else f"manual-{uuid.uuid4().hex[:8]}"

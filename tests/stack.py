@@ -76,6 +76,12 @@ class Stack:
                 raise TimeoutError(f"run {run_id} is {run.status if run else 'missing'} after {timeout_s}s")
             time.sleep(0.25)
 
+    def launched(self, run_id: str, timeout_s: float = 60) -> Any:
+        """The run the API's launcher created and queued for an accepted job (a moment after the 202)."""
+        return self.wait_for_run(
+            run_id, statuses=set(DagsterRunStatus) - {DagsterRunStatus.NOT_STARTED}, timeout_s=timeout_s
+        )
+
     def run_record(self, run_id: str) -> Any:
         return self.instance.get_run_record_by_id(run_id)
 

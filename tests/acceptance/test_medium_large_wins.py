@@ -29,8 +29,8 @@ def test_MW_1_timeout_fails_the_job_naming_the_limit(acceptance: Acceptance):
     a.sandbox.faults("hubspot", latency_ms=20_000)
     job_id = a.start("mw1", timeoutMs=5000)
     default_id = a.start("mw1-default", "gong")
-    assert a.stack.instance.get_run_by_id(job_id).tags["dagster/max_runtime"] == "5"
-    assert "dagster/max_runtime" not in a.stack.instance.get_run_by_id(default_id).tags
+    assert a.stack.launched(job_id).tags["dagster/max_runtime"] == "5"
+    assert "dagster/max_runtime" not in a.stack.launched(default_id).tags
 
     job = a.wait_job("mw1", job_id, timeout_s=120)
     message = f"Job {job_id} exceeded timeout of 5000ms"

@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -206,7 +209,7 @@ def test_qw3_stale_running_row_is_failed_and_the_new_sync_proceeds(api, e2e):
     assert stale == [("failed", "Sync timed out (exceeded 1 hour)", True)] * 2
     assert STALE_MESSAGE == "Sync timed out (exceeded 1 hour)"
     job_id = response.json()["jobId"]
-    assert e2e.instance.get_run_by_id(job_id).tags["full_refresh"] == "true"
+    assert e2e.launched(job_id).tags["full_refresh"] == "true"
     assert e2e.wait_for_run(job_id, timeout_s=RUN_TIMEOUT_S).status == DagsterRunStatus.SUCCESS
     newest = sql(
         "SELECT connector_type, status, run_id FROM sync_log WHERE workspace_id = 'qw3-stale' "
@@ -239,9 +242,52 @@ def test_fifty_parallel_triggers_give_exactly_one_sync(api, e2e):
     codes = sorted(r.status_code for r in responses)
     assert codes == [202] + [409] * 49
     [accepted] = [r.json() for r in responses if r.status_code == 202]
+    e2e.launched(accepted["jobId"])
     assert e2e.instance.get_runs_count() == runs_before + 1
     assert all(accepted["jobId"] in r.json()["error"]["message"] for r in responses if r.status_code == 409)
     e2e.wait_for_run(accepted["jobId"], timeout_s=RUN_TIMEOUT_S)
+
+
+def test_a_sync_accepted_but_never_launched_is_launched_by_the_running_api(api, e2e):
+    """What a process that stopped between its 202 and the launch leaves in the outbox (written here
+    directly) is launched by the API's launcher under the same job id, and runs to completion."""
+    api.create_workspace("orphan-ws")
+    api.connect("orphan-ws", "hubspot", e2e.sandbox.connections())
+    job_id = str(uuid.uuid4())
+    tags = {"sync_type": "manual", "sync_id": "orphan-sync", "dagster/priority": "10"}
+    sql(
+        "INSERT INTO sync_launches (job_id, workspace_id, sync_id, job_name, tags) "
+        "VALUES (:job, 'orphan-ws', 'orphan-sync', 'sync_hubspot', CAST(:tags AS jsonb))",
+        job=job_id,
+        tags=json.dumps(tags),
+    )
+    run = e2e.wait_for_run(job_id, timeout_s=RUN_TIMEOUT_S)
+    assert (run.status, run.job_name) == (DagsterRunStatus.SUCCESS, "sync_hubspot")
+    assert {k: run.tags[k] for k in (*tags, "dagster/partition")} == {**tags, "dagster/partition": "orphan-ws"}
+    assert sql("SELECT count(*) FROM sync_launches") == [(0,)]
+    job = api.call("GET", f"/api/workspaces/orphan-ws/sync/jobs/{job_id}").json()
+    assert (job["status"], job["dagsterStatus"], job["syncId"]) == ("completed", "SUCCESS", "orphan-sync")
+
+
+def launcher_processes(stack) -> list[int]:
+    """The API's launcher: the one child process it spawned (api/launches.py)."""
+    [service] = [s for s in stack.services if s.name == "api"]
+    found = subprocess.run(
+        ["pgrep", "-P", str(service.process.pid), "-f", "spawn_main"], capture_output=True, text=True
+    )
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def test_a_dead_launcher_process_is_replaced_by_the_next_trigger(api, e2e):
+    [before] = launcher_processes(e2e)
+    os.kill(before, signal.SIGKILL)
+    api.create_workspace("relaunch-ws")
+    api.connect("relaunch-ws", "hubspot", e2e.sandbox.connections())
+    response = api.call("POST", "/api/workspaces/relaunch-ws/sync")
+    assert response.status_code == 202, response.text
+    assert e2e.wait_for_run(response.json()["jobId"], timeout_s=RUN_TIMEOUT_S).status == DagsterRunStatus.SUCCESS
+    [after] = launcher_processes(e2e)
+    assert after != before
 
 
 def test_qw1_salesforce_sync_is_accepted_at_once_and_its_job_completes(api, e2e):
@@ -278,7 +324,7 @@ def test_qw1_salesforce_sync_is_accepted_at_once_and_its_job_completes(api, e2e)
     assert error(duplicate) == (409, "sync_in_progress")
     assert job_id in duplicate.json()["error"]["message"]
 
-    run = e2e.instance.get_run_by_id(job_id)
+    run = e2e.launched(job_id)
     assert run.job_name == "sync_salesforce"
     assert run.tags["dagster/partition"] == "qw1-ws"
     assert run.tags["dagster/max_runtime"] == "120"
@@ -442,7 +488,7 @@ def test_secrets_never_appear_in_responses_or_logs(api, e2e, seen):
     secrets |= {webhook_secret, "whsec-"}  # every webhook secret of this module starts so
     assert len(seen) > 100
     logs = "".join(service_output(e2e, name) for name in LOGGED_SERVICES)
-    assert "queued sync_salesforce for workspace qw1-ws: job" in logs  # the API's log is captured
+    assert "accepted sync_salesforce for workspace qw1-ws: job" in logs  # the API's log is captured
     for secret in secrets:
         assert not any(secret in body for body in seen), "a secret came back in a response"
         assert secret not in logs, "a secret was logged"
