@@ -588,3 +588,42 @@ def test_values_outside_the_binary_types_load_through_text_copy(
     finally:
         schema.metadata.drop_all(eng, tables=[deals])
         eng.dispose()
+
+
+def test_a_resync_rewrites_rows_on_their_own_pages_without_growing_table_or_indexes(pg_url: str) -> None:
+    """Entity tables keep half of each page free (fill factor 50): a re-sync that changes every row
+    updates each one on its own page (HOT), so neither the table nor its indexes grow."""
+    eng = sa.create_engine(pg_url)
+    schema.metadata.drop_all(eng)
+    schema.metadata.create_all(eng)
+    sizes = sa.text(
+        "SELECT pg_relation_size('deals'), pg_relation_size('pk_deals'), "
+        "pg_relation_size('uq_deals_workspace_id_source_source_id')"
+    )
+    try:
+        ids = [f"d{i:05d}" for i in range(5000)]
+        upsert(eng, [deal(i, properties={"id": i, "note": "n" * 200}) for i in ids])
+        with eng.connect() as conn:
+            before = conn.execute(sizes).one()
+        # Same widths, new values: stage, amount, properties and source_updated_at all change.
+        upsert(
+            eng,
+            [
+                deal(
+                    i,
+                    stage="proposal!",
+                    amount=Decimal("200.00"),
+                    properties={"id": i, "note": "m" * 200},
+                    source_updated_at=T0 + timedelta(hours=1),
+                )
+                for i in ids
+            ],
+        )
+        with eng.connect() as conn:
+            after = conn.execute(sizes).one()
+            changed = conn.execute(sa.select(sa.func.count()).where(deals.c.stage == "proposal!")).scalar_one()
+    finally:
+        schema.metadata.drop_all(eng)
+        eng.dispose()
+    assert changed == 5000
+    assert after == before
