@@ -21,7 +21,7 @@ import logging
 import multiprocessing
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection as PipeEnd
 from typing import Any
@@ -60,35 +60,14 @@ class Launch:
 
 
 def _launch(row: Any) -> Launch:
-    return Launch(
-        job_id=row.job_id,
-        workspace_id=row.workspace_id,
-        sync_id=row.sync_id,
-        job_name=row.job_name,
-        asset_keys=row.asset_keys,
-        tags=row.tags,
-        status=row.status,
-        error=row.error,
-        created_at=row.created_at,
-    )
+    return Launch(**{f.name: row._mapping[f.name] for f in fields(Launch)})
 
 
 def enqueue(conn: Connection, launch: Launch) -> None:
     """Record an accepted sync; the caller holds the workspace lock and commits."""
     now = datetime.now(UTC)
-    conn.execute(
-        insert(_launches).values(
-            job_id=launch.job_id,
-            workspace_id=launch.workspace_id,
-            sync_id=launch.sync_id,
-            job_name=launch.job_name,
-            asset_keys=launch.asset_keys,
-            tags=launch.tags,
-            status=PENDING,
-            next_attempt_at=now,
-            created_at=now,
-        )
-    )
+    values = {**asdict(launch), "status": PENDING, "error": None, "next_attempt_at": now, "created_at": now}
+    conn.execute(insert(_launches).values(values))
 
 
 def pending_launch(conn: Connection, workspace_id: str) -> Launch | None:
