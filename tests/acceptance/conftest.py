@@ -20,8 +20,10 @@ LOG_ENV = "ACCEPTANCE_LOG"
 _log = ExecutionLog(started=time.time())
 
 
-# Package scope, as in tests/e2e: the daemon's sensors must be gone before in-process tests reuse the warehouse.
-@pytest.fixture(scope="package")
+# Module scope, as in tests/e2e: the warehouse is the session's, so this stack's daemon (its sensors) and
+# API (its launcher claims pending launches) must be gone before other stacks and in-process tests use it.
+# ("package" would mean the whole session here: these test folders are not packages.)
+@pytest.fixture(scope="module")
 def stack(pg_url: str) -> Iterator[Stack]:
     running = start_stack(pg_url, with_api=True)
     warm_up(running)
