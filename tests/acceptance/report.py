@@ -15,8 +15,9 @@ PLAN: list[tuple[str, str, str]] = [
     (
         "QW-1",
         "Salesforce async queue",
-        "202 in < 500 ms with syncId/jobId/status/statusUrl; `jobs` row = the Dagster run (QUEUED/STARTED, "
-        "then SUCCESS); the sync_log row is written when the run's step starts ('running', then 'completed'), "
+        "202 in < 500 ms with syncId/jobId/status/statusUrl; `jobs` row = the Dagster run, created by the API's "
+        "launcher a moment after the 202 (QUEUED/STARTED, then SUCCESS); the sync_log row is written when "
+        "the run's step starts ('running', then 'completed'), "
         "not as 'pending' at request time; 409 duplicate, 404 unknown workspace / no connection",
     ),
     (
