@@ -1,5 +1,5 @@
 """Dagster, as the API sees it: runs are created and queued on the instance (api/launcher.py, with
-the job as the code location describes it, as for a UI launch, on the outbox's thread: api/launches.py),
+the job as the code location describes it, as for a UI launch, by the outbox's launcher: api/launches.py),
 and read from the instance storage."""
 
 from __future__ import annotations

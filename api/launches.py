@@ -1,5 +1,5 @@
-"""The launch outbox: a trigger commits a pending launch and answers 202; a thread of the API process
-creates and queues the Dagster run under the id the 202 already gave.
+"""The launch outbox: a trigger commits a pending launch and answers 202; the API's launcher (a child
+process, a thread on SQLite) creates and queues the Dagster run under the id the 202 already gave.
 
 Why: creating a run stores the run and its planned events one statement at a time, about 100 ms of
 this process's CPU. On the request path that held every concurrent trigger, and every read queued
@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from api import config
-from api.dagster import gateway
+from api.dagster import DagsterGateway, gateway
 from api.launcher import CodeLocationUnavailable
 from api.locks import workspace_lock
 from resources import schema
@@ -42,7 +42,7 @@ POLL_S = 1.0  # how often the launcher looks for rows that retries or other proc
 WORKER_NAME = "sync-launcher"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-PENDING, FAILED = "pending", "failed"
+PENDING, FAILED = schema.LAUNCH_PENDING, "failed"
 _launches = schema.sync_launches
 
 
@@ -109,7 +109,7 @@ class Launcher:
     """Drains the outbox: woken by each trigger, and every ``POLL_S`` for retries and for rows left by
     a process that stopped."""
 
-    def __init__(self, engine: Engine, gateway: Any) -> None:
+    def __init__(self, engine: Engine, gateway: DagsterGateway) -> None:
         self.engine = engine
         self.gateway = gateway
 

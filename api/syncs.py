@@ -96,7 +96,7 @@ def trigger(
     options: SyncOptions,
 ) -> Accepted:
     """Accept one sync unless the workspace already has one queued or running (409); the outbox's
-    thread creates its run (api/launches.py)."""
+    launcher creates its run (api/launches.py)."""
     connectors = syncable_connectors(engine, workspace_id)
     if connector is not None:
         if connector not in connectors:

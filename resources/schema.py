@@ -157,8 +157,10 @@ webhook_deliveries = Table(
 )
 
 # Syncs the API has accepted but not yet created as Dagster runs (the launch outbox): the 202 commits
-# a row here under the workspace lock, and the API's launcher thread creates and queues the run with
-# the same id, then deletes the row. A row left ``failed`` reports why its job never started.
+# a row here under the workspace lock, and the API's launcher (api/launches.py) creates and queues the
+# run with the same id, then deletes the row. A row left ``failed`` reports why its job never started.
+LAUNCH_PENDING = "pending"
+
 sync_launches = Table(
     "sync_launches",
     metadata,
@@ -168,7 +170,7 @@ sync_launches = Table(
     Column("job_name", String(64), nullable=False),
     Column("asset_keys", Json),  # the asset selection, or null for the whole job
     Column("tags", Json, nullable=False),
-    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("status", String(16), nullable=False, server_default=LAUNCH_PENDING),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", Timestamp, nullable=False, server_default=func.now()),
     Column("error", Text),

@@ -52,7 +52,8 @@ def accepted_not_launched(warehouse: WarehouseResource) -> set[str]:
     """Workspaces with a sync the API accepted whose run its launcher has not created yet."""
     launches = schema.sync_launches
     with warehouse.engine.connect() as conn:
-        return set(conn.execute(select(launches.c.workspace_id).where(launches.c.status == "pending")).scalars())
+        pending = select(launches.c.workspace_id).where(launches.c.status == schema.LAUNCH_PENDING)
+        return set(conn.execute(pending).scalars())
 
 
 def asset_selection(connectors: list[str]) -> list[AssetKey]:
