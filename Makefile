@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)
 export DEMO_DIR ?= $(CURDIR)/.demo
 
-.PHONY: setup demo test acceptance browser-test migrate dev lint bench up down workers workers-down
+.PHONY: setup demo test test-fast acceptance browser-test migrate rotate-key dev lint bench up down workers workers-down
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ test: setup
 	$(PY) -m scripts.check_postgres
 	$(PY) -m pytest -p no:cacheprovider
 
+## make test-fast: the unit tests only (no Postgres, sandbox or Dagster instance needed), in under a minute.
+test-fast: setup
+	$(PY) -m pytest -p no:cacheprovider -m unit -q
+
 ## make browser-test: the Dagster UI (and the API's /docs) checked in headless Chromium; screenshots in .run/screenshots/.
 browser-test: setup
 	$(PY) -m scripts.check_postgres
@@ -41,6 +45,11 @@ acceptance: setup
 ## make migrate: apply Alembic migrations to WAREHOUSE_URL (default: the demo's SQLite).
 migrate: setup
 	$(PY) -m scripts.migrate
+
+## make rotate-key: re-encrypt every stored secret with the first key of SYNC_SECRET_KEY ("new,old"), so the
+## old key can then be dropped (docs/security.md, "Keys").
+rotate-key: setup
+	$(PY) -m scripts.rotate_key
 
 ## make dev: webserver + daemon + sandbox in the foreground on the embedded instance.
 dev: setup
@@ -59,8 +68,13 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 ## make up / make down: the production-like stack in the background (needs DAGSTER_PG_URL, WAREHOUSE_URL, SYNC_SECRET_KEY).
+## Then the op concurrency pools (docs/dagster.md, "Pools"): dagster.yaml can only set a default limit.
+WAREHOUSE_POOL_LIMIT ?= 10
+GOOGLE_DRIVE_POOL_LIMIT ?= 4
 up: setup
 	$(PY) -m scripts.stack up
+	DAGSTER_HOME=$${DAGSTER_HOME:-$${RUN_DIR:-$(CURDIR)/.run}/dagster_home} $(VENV)/bin/dagster instance concurrency set warehouse $(WAREHOUSE_POOL_LIMIT)
+	DAGSTER_HOME=$${DAGSTER_HOME:-$${RUN_DIR:-$(CURDIR)/.run}/dagster_home} $(VENV)/bin/dagster instance concurrency set google_drive $(GOOGLE_DRIVE_POOL_LIMIT)
 
 down:
 	$(PY) -m scripts.stack down

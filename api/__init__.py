@@ -1,1 +1,1 @@
-"""The REST API (the seed's endpoints) over the Dagster instance and the warehouse (DESIGN.md §9)."""
+"""The REST API (the seed's endpoints) over the Dagster instance and the warehouse (docs/api.md)."""

@@ -13,7 +13,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from api import errors, routes_manage, routes_sync, routes_webhook
+from api import config, errors, routes_errors, routes_manage, routes_sync, routes_webhook
+from api.body_limit import BodySizeLimit
 from api.launches import LOG_FORMAT, launcher
 
 logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
@@ -38,9 +39,12 @@ app = FastAPI(
 # swagger-ui-py ships Swagger UI 5 (OpenAPI 3.1, which FastAPI emits); only its static files are used.
 app.mount("/docs-assets", StaticFiles(directory=Path(swagger_ui.__file__).parent / "static"), name="docs-assets")
 errors.install(app)
+# Outermost of the app's own middleware: a body is limited before any route, and so any token check, reads it.
+app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes())
 app.include_router(routes_manage.router)
 app.include_router(routes_sync.router)
 app.include_router(routes_webhook.router)
+app.include_router(routes_errors.router)
 
 
 @app.get("/docs", include_in_schema=False)

@@ -8,12 +8,24 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from api.body_limit import DEFAULT_MAX_BODY_BYTES
 from resources.db import get_engine
 from resources.settings import REPO_ROOT, code_server_address, warehouse_url
 
 
 def admin_token() -> str | None:
     return os.environ.get("SYNC_ADMIN_TOKEN") or None
+
+
+def max_body_bytes() -> int:
+    """``SYNC_API_MAX_BODY_BYTES`` (default 1 MiB): the largest request body the API reads."""
+    return int(os.environ.get("SYNC_API_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES)))
+
+
+def webhook_test_interval_s() -> float:
+    """``SYNC_WEBHOOK_TEST_INTERVAL_SECONDS`` (default 12): one test webhook per this many seconds per
+    workspace, after a burst of WEBHOOK_TEST_BURST; a test sends a request to an address the tenant chose."""
+    return float(os.environ.get("SYNC_WEBHOOK_TEST_INTERVAL_SECONDS", "12"))
 
 
 def workspace_file() -> Path:

@@ -9,18 +9,19 @@ import threading
 from collections.abc import Sequence
 from functools import cached_property
 
-from dagster import DagsterInstance, DagsterRunStatus, RunRecord, RunsFilter
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunRecord, RunsFilter
 
 from api import config
 from api.errors import ApiError
 from api.launcher import CodeLocationUnavailable, RunFactory
-from sync_assets import runs
+from sync_assets import CONNECTORS, runs
 from sync_assets.partitions import WORKSPACE_PARTITIONS_NAME
 from sync_assets.runs import IN_FLIGHT, PARTITION_TAG
 
 logger = logging.getLogger("api")
 
 ROOT_RUN_TAG = "dagster/root_run_id"
+CONNECTOR_ASSET_KEYS = [AssetKey([c.name, e.name]) for c in CONNECTORS for e in c.entities]
 # dagster-webserver's defaults for its instance storage connections.
 STATEMENT_TIMEOUT_MS = 15_000
 POOL_RECYCLE_S = 3600
@@ -60,7 +61,18 @@ class DagsterGateway:
         if not self.instance.has_dynamic_partition(WORKSPACE_PARTITIONS_NAME, workspace_id):
             self.instance.add_dynamic_partitions(WORKSPACE_PARTITIONS_NAME, [workspace_id])
 
-    def remove_partition(self, workspace_id: str) -> None:
+    def purge_partition(self, workspace_id: str) -> None:
+        """Forget the workspace in Dagster: its runs with their event logs (the materializations that
+        hold its watermarks), then its partition. Runs that materialized the partition without the
+        partition tag (a backfill of a range) are found through the materializations themselves."""
+        for record in self.instance.get_run_records(RunsFilter(tags={PARTITION_TAG: workspace_id})):
+            self.instance.delete_run(record.dagster_run.run_id)
+        for key in CONNECTOR_ASSET_KEYS:
+            while records := self.instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=key, asset_partitions=[workspace_id]), limit=100
+            ).records:
+                for run_id in {r.run_id for r in records}:
+                    self.instance.delete_run(run_id)
         if self.instance.has_dynamic_partition(WORKSPACE_PARTITIONS_NAME, workspace_id):
             self.instance.delete_dynamic_partition(WORKSPACE_PARTITIONS_NAME, workspace_id)
 

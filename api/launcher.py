@@ -17,6 +17,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dagster import AssetKey, DagsterInstance
 from dagster._core.definitions.selector import JobSubsetSelector
@@ -60,9 +61,17 @@ class RunFactory:
         :class:`CodeLocationUnavailable` when the code server cannot describe it)."""
         self._plan(job_name, _asset_selection(asset_keys))
 
-    def launch(self, run_id: str, job_name: str, tags: dict[str, str], asset_keys: Sequence[str] | None = None) -> None:
+    def launch(
+        self,
+        run_id: str,
+        job_name: str,
+        tags: dict[str, str],
+        asset_keys: Sequence[str] | None = None,
+        run_config: dict[str, Any] | None = None,
+    ) -> None:
         """Create the run with id ``run_id`` and queue it. Idempotent: a run already created under that
-        id (a launch interrupted between the two steps) is only queued if it is not yet."""
+        id (a launch interrupted between the two steps) is only queued if it is not yet. ``run_config``
+        (the steps' SyncConfig) does not change the plan, so the cached one serves every config."""
         existing = self.instance.get_run_by_id(run_id)
         assets = _asset_selection(asset_keys)
         context, planned = self._plan(job_name, assets)
@@ -70,7 +79,7 @@ class RunFactory:
             self.instance.create_run(
                 job_name=job_name,
                 run_id=run_id,
-                run_config={},
+                run_config=run_config or {},
                 resolved_op_selection=None,
                 step_keys_to_execute=planned.plan.step_keys_to_execute,
                 status=DagsterRunStatus.NOT_STARTED,

@@ -33,7 +33,7 @@ from api.dagster import DagsterGateway, gateway
 from api.launcher import CodeLocationUnavailable
 from api.locks import workspace_lock
 from resources import schema
-from sync_assets.runs import PARTITION_TAG
+from sync_assets.runs import PARTITION_TAG, connectors_of, full_refresh_tagged, sync_run_config
 
 logger = logging.getLogger("api")
 
@@ -145,7 +145,10 @@ class Launcher:
             try:
                 self.gateway.ensure_partition(row.workspace_id)
                 tags = {**row.tags, PARTITION_TAG: row.workspace_id}
-                self.gateway.runs.launch(row.job_id, row.job_name, tags, row.asset_keys)
+                # The steps read the full refresh from run config; the tag stays as the run's label.
+                connectors = connectors_of(row.job_name, row.asset_keys)
+                run_config = sync_run_config(connectors, full_refresh=full_refresh_tagged(tags))
+                self.gateway.runs.launch(row.job_id, row.job_name, tags, row.asset_keys, run_config)
             except Exception as exc:
                 self._retry_or_fail(conn, row, exc)
                 return True

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from resources.connection_config import InvalidConnectionConfig, validate_connection_config
 from resources.webhooks.destination import InvalidWebhookUrl, validate_webhook_url
 from sync_assets.partitions import WORKSPACE_KEY_PATTERN
 
@@ -39,7 +41,7 @@ class Strict(BaseModel):
 
 
 class WorkspaceCreate(Strict):
-    id: str = Field(pattern=WORKSPACE_KEY_PATTERN.pattern, description="1-63 of a-z 0-9 _ -, first a-z or 0-9")
+    id: str = Field(pattern=rf"^{WORKSPACE_KEY_PATTERN.pattern}$", description="1-63 of a-z 0-9 _ -, first a-z or 0-9")
     name: Text = Field(min_length=1, max_length=255)
 
 
@@ -55,19 +57,57 @@ class Workspace(BaseModel):
 
 class TokenCreate(Strict):
     name: Text | None = Field(default=None, max_length=255)
+    expiresAt: datetime | None = Field(
+        default=None, description="RFC 3339 instant with a time zone, in the future; null: the token never expires"
+    )
+
+    @field_validator("expiresAt")
+    @classmethod
+    def future_instant(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("must carry a time zone (e.g. Z)")
+        if value <= datetime.now(UTC):
+            raise ValueError("must be in the future")
+        return value
 
 
-class TokenIssued(BaseModel):
+class TokenInfo(BaseModel):
+    """A workspace token as it can be shown again: never the token itself."""
+
     id: int
     workspaceId: str
     name: str | None
-    token: str = Field(description="Shown once: only its hash is stored")
     createdAt: str | None
+    expiresAt: str | None
+    lastUsedAt: str | None
+
+
+class TokenIssued(TokenInfo):
+    token: str = Field(description="Shown once: only its hash is stored")
+
+
+class TokenList(BaseModel):
+    workspaceId: str
+    tokens: list[TokenInfo]
 
 
 class ConnectionPut(Strict):
     credentials: dict[str, Any] = Field(min_length=1, description="Encrypted at rest; never returned")
-    config: JsonObject = Field(default_factory=dict, description="e.g. base_url, rate_limit")
+    config: JsonObject = Field(
+        default_factory=dict,
+        description="Tuning of this connection's own sync, e.g. page_size, lookback_hours, a tighter rate_limit. "
+        "Vendor endpoints are platform settings: base_url and token_url are refused.",
+    )
+
+    @field_validator("config")
+    @classmethod
+    def tenant_config(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return validate_connection_config(value)
+        except InvalidConnectionConfig as exc:
+            raise ValueError(str(exc)) from None
 
 
 class Connection(BaseModel):
@@ -104,6 +144,7 @@ class ConnectorResult(BaseModel):
     connector: str
     status: str
     recordsSynced: int
+    recordsDeleted: int  # rows marked deleted: deleted, archived, trashed or merged at the vendor
     recordsFailed: int
     startedAt: str | None
     completedAt: str | None
@@ -128,6 +169,7 @@ class JobSummary(BaseModel):
     completedAt: str | None
     durationMs: int | None
     recordsSynced: int
+    recordsDeleted: int  # rows marked deleted: deleted, archived, trashed or merged at the vendor
     recordsFailed: int
 
 
@@ -169,6 +211,7 @@ class ConnectorStatus(BaseModel):
     lastStartedAt: str | None
     lastCompletedAt: str | None
     recordsSynced: int
+    recordsDeleted: int  # rows marked deleted: deleted, archived, trashed or merged at the vendor
     recordsFailed: int
     lastError: str | None
     activeJobId: str | None
@@ -224,3 +267,42 @@ class Delivery(BaseModel):
 class DeliveryList(BaseModel):
     workspaceId: str
     deliveries: list[Delivery]
+
+
+# --- dead letters ----------------------------------------------------------------------------------
+
+
+MAX_ROW_ID = 2**63 - 1  # a BIGINT id: a larger number is no id, and never reaches the database
+RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
+
+
+class DeadLetter(BaseModel):
+    id: int
+    connector: str
+    entity: str
+    sourceId: str | None
+    runId: str | None
+    error: str
+    payload: Any = Field(description="The record as the vendor sent it (the workspace's own data)")
+    createdAt: str | None
+    resolvedAt: str | None
+
+
+class DeadLetterList(BaseModel):
+    workspaceId: str
+    errors: list[DeadLetter]
+    nextCursor: int | None = Field(description="Pass as `cursor` for the next (older) page; null on the last")
+
+
+class ReplayRequest(Strict):
+    connector: str | None = Field(default=None, max_length=32)
+    entity: str | None = Field(default=None, pattern=r"^[a-z_]{1,32}$")
+    errorIds: list[RowId] | None = Field(default=None, max_length=1000)
+
+
+class ReplayResult(BaseModel):
+    workspaceId: str
+    replayed: int
+    resolved: int
+    stillFailing: int
+    skippedNewer: int

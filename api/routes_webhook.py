@@ -1,18 +1,23 @@
-"""Webhook configuration (DESIGN.md §8), the test event, the delivery log and redelivery."""
+"""Webhook configuration (docs/webhooks.md), the test event, the delivery log and redelivery."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
 from api import auth, config
-from api.errors import ERROR_RESPONSES, not_found
+from api.errors import ERROR_RESPONSES, ApiError, ErrorBody, not_found
 from api.models import Delivery, DeliveryList, Webhook, WebhookPut, WebhookTestResult
 from api.syncs import iso
 from api.webhook_config import deliveries, redeliver, webhook_view
+from resources.rate_limit import SlotStore, webhook_test_key
 from resources.webhooks.config import clear_webhook, set_webhook
 from resources.webhooks.delivery import send_test_event
+
+WEBHOOK_TEST_BURST = 5
+RATE_LIMITED = {429: {"model": ErrorBody, "description": "Too many test webhooks; see Retry-After"}}
 
 router = APIRouter(prefix="/api/workspaces/{workspace_id}/webhook", tags=["webhooks"], responses=ERROR_RESPONSES)
 
@@ -51,11 +56,22 @@ def delete_webhook(workspace_id: str = Depends(auth.workspace_access)) -> Respon
     return Response(status_code=204)
 
 
-@router.post("/test", response_model=WebhookTestResult)
+@router.post("/test", response_model=WebhookTestResult, responses=RATE_LIMITED)
 def test_webhook(workspace_id: str = Depends(auth.workspace_access)) -> dict[str, Any]:
     """Send the seed's test event (a signed sync.progress) now and report the receiver's answer; it is
-    logged in the deliveries like any event."""
-    return send_test_event(config.engine(), workspace_id)
+    logged in the deliveries like any event. A workspace may send WEBHOOK_TEST_BURST in a row, then one
+    per SYNC_WEBHOOK_TEST_INTERVAL_SECONDS (429 with Retry-After beyond that)."""
+    engine = config.engine()
+    interval = config.webhook_test_interval_s()
+    # GCRA with a burst allowance: the slot may be booked up to (burst - 1) intervals ahead, never waited for.
+    if SlotStore(engine).reserve(webhook_test_key(workspace_id), interval, (WEBHOOK_TEST_BURST - 1) * interval) is None:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"at most {WEBHOOK_TEST_BURST} test webhooks in a row, then one per {interval:g} s; try again later",
+            headers={"Retry-After": f"{math.ceil(interval)}"},
+        )
+    return send_test_event(engine, workspace_id)
 
 
 @router.get("/deliveries", response_model=DeliveryList)

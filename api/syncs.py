@@ -1,12 +1,11 @@
-"""Sync jobs: trigger (check-and-launch under a workspace lock, QW-3 stale handling), and the views of
-jobs, status and history. A job is a Dagster run; its id is the run id (DESIGN.md §3)."""
+"""Sync jobs: trigger (check-and-launch under a workspace lock; a stale active run is failed first), and the views of
+jobs, status and history. A job is a Dagster run; its id is the run id."""
 
 from __future__ import annotations
 
 import logging
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,7 +29,10 @@ from sync_assets.runs import (
     PRIORITY_TAG,
     SYNC_ID_TAG,
     SYNC_TYPE_TAG,
-    connector_asset_names,
+    connectors_of,
+    full_refresh_tagged,
+    run_tag,
+    sync_asset_names,
     timed_out_message,
 )
 
@@ -104,7 +106,7 @@ def trigger(
         job_name, assets = f"sync_{connector}", None
     elif connectors:
         job_name = "sync_workspace"
-        assets = connector_asset_names(connectors)
+        assets = sync_asset_names(connectors)
     else:
         raise not_found(f"active connections of workspace {workspace_id!r}")
 
@@ -207,6 +209,7 @@ def connector_result(row: Any) -> dict[str, Any]:
         "connector": row.connector_type,
         "status": row.status,
         "recordsSynced": row.records_synced,
+        "recordsDeleted": row.records_deleted,
         "recordsFailed": row.records_failed,
         "startedAt": iso(row.started_at),
         "completedAt": iso(row.completed_at),
@@ -231,15 +234,6 @@ def _failure_message(gateway: DagsterGateway, record: RunRecord) -> str | None:
     )
 
 
-def connectors_of(job_name: str, asset_keys: Iterable[str] | None) -> list[str]:
-    """The connectors a job syncs: its assets' first path segments, or the one of ``sync_<connector>``."""
-    if asset_keys:
-        return sorted({key.split("/")[0] for key in asset_keys})
-    if job_name.startswith("sync_") and job_name[5:] in CONNECTORS_BY_NAME:
-        return [job_name[5:]]
-    return []
-
-
 def _connectors_of(record: RunRecord) -> list[str]:
     run = record.dagster_run
     keys = [key.to_user_string() for key in run.asset_selection] if run.asset_selection else None
@@ -255,8 +249,8 @@ def launch_view(launch: Launch, *, detail: bool) -> dict[str, Any]:
         "status": "failed" if launch.status == FAILED else "queued",
         "dagsterStatus": None,
         "jobName": launch.job_name,
-        "syncType": launch.tags.get(SYNC_TYPE_TAG, "manual"),
-        "fullRefresh": launch.tags.get(FULL_REFRESH_TAG) == "true",
+        "syncType": run_tag(launch.tags, SYNC_TYPE_TAG) or "manual",
+        "fullRefresh": full_refresh_tagged(launch.tags),
         "connectors": connectors_of(launch.job_name, launch.asset_keys),
         "attempts": 0,
         "createdAt": iso(launch.created_at),
@@ -264,6 +258,7 @@ def launch_view(launch: Launch, *, detail: bool) -> dict[str, Any]:
         "completedAt": None,
         "durationMs": None,
         "recordsSynced": 0,
+        "recordsDeleted": 0,
         "recordsFailed": 0,
     }
     if detail:
@@ -277,13 +272,13 @@ def job_view(gateway: DagsterGateway, records: list[RunRecord], logs: list[Any],
     status = job_status(run.status, logs)
     view: dict[str, Any] = {
         "jobId": root.dagster_run.run_id,
-        "syncId": root.dagster_run.tags.get(SYNC_ID_TAG),
+        "syncId": run_tag(root.dagster_run.tags, SYNC_ID_TAG),
         "workspaceId": root.dagster_run.tags.get(PARTITION_TAG),
         "status": status,
         "dagsterStatus": run.status.value,
         "jobName": root.dagster_run.job_name,
-        "syncType": root.dagster_run.tags.get(SYNC_TYPE_TAG, "manual"),
-        "fullRefresh": root.dagster_run.tags.get(FULL_REFRESH_TAG) == "true",
+        "syncType": run_tag(root.dagster_run.tags, SYNC_TYPE_TAG) or "manual",
+        "fullRefresh": full_refresh_tagged(root.dagster_run.tags),
         "connectors": _connectors_of(root),
         "attempts": len(records),
         "createdAt": iso(root.create_timestamp),
@@ -295,6 +290,7 @@ def job_view(gateway: DagsterGateway, records: list[RunRecord], logs: list[Any],
             else None
         ),
         "recordsSynced": sum(r.records_synced for r in logs),
+        "recordsDeleted": sum(r.records_deleted for r in logs),
         "recordsFailed": sum(r.records_failed for r in logs),
     }
     if detail:
@@ -413,6 +409,7 @@ def status(engine: Engine, gateway: DagsterGateway, workspace_id: str) -> dict[s
                 "lastStartedAt": iso(last[name].started_at) if name in last else None,
                 "lastCompletedAt": iso(last[name].completed_at) if name in last else None,
                 "recordsSynced": last[name].records_synced if name in last else 0,
+                "recordsDeleted": last[name].records_deleted if name in last else 0,
                 "recordsFailed": last[name].records_failed if name in last else 0,
                 "lastError": last[name].error if name in last else None,
                 "activeJobId": covered.get(name),

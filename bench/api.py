@@ -228,7 +228,7 @@ def main() -> None:
             "targets": verdict,
         },
     )
-    print(f"wrote {path.relative_to(REPO)}")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

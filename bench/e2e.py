@@ -28,7 +28,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make the repo importable
+# Run as a script: the engine under test comes from the first checkout on PYTHONPATH (another checkout in a
+# before/after comparison, bench/README.md), else from this one; bench.support always from this one.
+ENGINE_PATH = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+sys.path[:0] = [*ENGINE_PATH, str(Path(__file__).resolve().parents[1])]
 
 from bench.support import (  # noqa: E402
     DEALS_PROPERTIES,
@@ -71,7 +74,7 @@ def child_ours(workspace: str) -> dict[str, Any]:
         instance=instance,
         partition_key=workspace,
         selection=["hubspot/deals"],
-        resources=sync_resources(connector.resource_key, connector.resource),
+        resources=sync_resources(connector.name, connector.resource),
     )
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
     record = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, asset_partitions=[workspace]), limit=1)

@@ -98,6 +98,10 @@ def main() -> None:
     )
     migrate(warehouse_url)
     sandbox, receiver = Sandbox.start(), Receiver().start()
+    # The operator's settings for the benchmark's own sandbox, read by the code server and run workers.
+    os.environ.update(
+        SYNC_VENDOR_SANDBOX_URL=sandbox.url, SYNC_RATE_LIMITS='{"hubspot": false, "hubspot:search": false}'
+    )
     dagster_port = free_port()
     services = stack.services(
         dict(os.environ), dagster_port=dagster_port, api_port=0, sandbox_port=None, with_api=False
@@ -107,8 +111,7 @@ def main() -> None:
         engine = get_engine(warehouse_url)
         upsert_workspace(engine, WORKSPACE, "Bench")
         offered = sandbox.connections()["hubspot"]
-        config = {**offered["config"], "rate_limit": False}
-        upsert_connection(engine, WORKSPACE, "hubspot", offered["credentials"], config)
+        upsert_connection(engine, WORKSPACE, "hubspot", offered["credentials"], offered["config"])
         set_webhook(engine, WORKSPACE, receiver.url, SECRET)
         instance = DagsterInstance.get()
         instance.add_dynamic_partitions("workspace", [WORKSPACE])

@@ -1,9 +1,9 @@
-"""Fireflies.ai GraphQL client: Bearer API key, the ``transcripts`` query paged by ``skip``/``limit``
-within a ``fromDate``/``toDate`` window.
+"""Fireflies.ai GraphQL client: Bearer API key, the ``transcripts`` query within a ``fromDate``/``toDate``
+window, keyset-paged by meeting date.
 
-GraphQL reports failures as an ``errors`` array, in a 200 response or not: ``too_many_requests`` is
-throttling (retried, waiting until ``extensions.metadata.retryAfter`` when given), everything else is
-a VendorError naming Fireflies' code and message.
+Errors come as an ``errors`` array, in a 200 or not: ``too_many_requests`` is throttling (retried when
+``extensions.metadata.retryAfter`` says), ``auth_failed`` a refused key; anything else fails the call
+with Fireflies' code and message.
 """
 
 from __future__ import annotations
@@ -15,31 +15,32 @@ from typing import Any, ClassVar
 
 import requests
 
-from resources.connections import Connection
-from resources.http import MAX_RETRY_AFTER_S, AuthExpired, RetryableError, VendorClient, VendorError
+from resources.graphql import GraphQLClient
+from resources.http import MAX_RETRY_AFTER_S, ErrorRule, Outcome, VendorError
 from resources.models import Page, VendorRecord
 from resources.vendor import VendorResource
 
-DEFAULT_BASE_URL = "https://api.fireflies.ai"
 PAGE_SIZE = 50  # the most Fireflies returns per transcripts query
 THROTTLED_CODE = "too_many_requests"
 AUTH_FAILED_CODE = "auth_failed"
+NOT_FOUND_CODE = "object_not_found"
 # retryAfter's unit is undocumented: values this large are read as an epoch-ms instant, smaller ones
 # as a delay in milliseconds.
 EPOCH_MS_THRESHOLD = 10**11
 
-TRANSCRIPTS_QUERY = """
-query Transcripts($fromDate: DateTime, $toDate: DateTime, $limit: Int, $skip: Int) {
-  transcripts(fromDate: $fromDate, toDate: $toDate, limit: $limit, skip: $skip) {
+TRANSCRIPT_FIELDS = """
     id title date dateString duration participants organizer_email host_email
     transcript_url meeting_link calendar_id privacy
     speakers { id name }
     meeting_attendees { displayName email name }
     summary { keywords action_items overview short_summary }
     user { user_id email name }
-  }
-}
 """
+TRANSCRIPTS_QUERY = (
+    "query Transcripts($fromDate: DateTime, $toDate: DateTime, $limit: Int, $skip: Int) {"
+    f" transcripts(fromDate: $fromDate, toDate: $toDate, limit: $limit, skip: $skip) {{ {TRANSCRIPT_FIELDS} }} }}"
+)
+TRANSCRIPT_QUERY = f"query Transcript($id: String!) {{ transcript(id: $id) {{ {TRANSCRIPT_FIELDS} }} }}"
 
 
 class FirefliesTranscript(VendorRecord):
@@ -64,79 +65,79 @@ def retry_after_seconds(value: Any) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
-class FirefliesClient(VendorClient):
+class FirefliesClient(GraphQLClient):
     vendor = "Fireflies"
-
-    def __init__(self, api_key: str, **kwargs: Any):
-        super().__init__(**kwargs)
-        self._authorization = f"Bearer {api_key}"
+    graphql_path = "/graphql"
+    error_rules = (ErrorRule(Outcome.THROTTLED, code=THROTTLED_CODE), ErrorRule(Outcome.AUTH, code=AUTH_FAILED_CODE))
 
     def authorize(self, headers: dict[str, str]) -> None:
-        headers["Authorization"] = self._authorization
+        headers["Authorization"] = f"Bearer {self.credentials['api_key']}"
 
     def refresh_auth(self) -> None:
         raise VendorError(self.vendor, "the API key was rejected (auth_failed)", status=401, code=AUTH_FAILED_CODE)
 
-    def classify_success(self, response: requests.Response) -> None:
-        self._raise_graphql_errors(response)
+    def account_identity(self) -> str | None:
+        """The Fireflies user the API key belongs to."""
+        return f"user {self.query('query { user { user_id } }', {})['user']['user_id']}"
 
-    def classify(self, response: requests.Response) -> None:
-        self._raise_graphql_errors(response)
-        super().classify(response)
-
-    def _raise_graphql_errors(self, response: requests.Response) -> None:
-        errors = _graphql_errors(response)
-        if not errors:
-            return
-        detail = self.error_detail(response)
-        codes = [_code(e) for e in errors]
-        if THROTTLED_CODE in codes:
-            metadata = (errors[codes.index(THROTTLED_CODE)].get("extensions") or {}).get("metadata") or {}
-            retry_after = retry_after_seconds(metadata.get("retryAfter"))
-            if retry_after is None:
-                retry_after = self._retry_after(response)
-            raise RetryableError("throttled", 429, detail, retry_after)
-        if AUTH_FAILED_CODE in codes:
-            raise AuthExpired()
-        if response.status_code >= 500:
-            raise RetryableError("transient", response.status_code, detail, self._retry_after(response))
-        raise VendorError(self.vendor, detail, status=response.status_code, code=codes[0])
-
-    def error_detail(self, response: requests.Response) -> str:
-        errors = _graphql_errors(response)
-        where = f"{response.request.method} {self._path(response.url)}"
-        if not errors:
-            return f"HTTP {response.status_code} on {where}: {response.text[:300]}"
-        parts = [f"{_code(e) or 'error'}: {e.get('message', '')}".strip() for e in errors]
-        return f"HTTP {response.status_code} on {where}: {'; '.join(parts)}"
+    def retry_hint(self, error: dict[str, Any], body: Any, response: requests.Response) -> float | None:
+        return retry_after_seconds(((error.get("extensions") or {}).get("metadata") or {}).get("retryAfter"))
 
     # --- reads ----------------------------------------------------------------------------------
 
     def transcripts(self, since: datetime | None, until: datetime) -> Iterator[Page[FirefliesTranscript]]:
         """Transcripts of meetings dated in [since, until] (all up to ``until`` when ``since`` is None),
-        newest first as Fireflies returns them, 50 per request."""
-        variables: dict[str, Any] = {"toDate": fireflies_time(until), "limit": PAGE_SIZE, "skip": 0}
-        if since is not None:
-            variables["fromDate"] = fireflies_time(since)
+        newest first as Fireflies returns them, 50 per request.
+
+        Keyset paging on the meeting date: each request asks for meetings up to the oldest date read so far
+        (``toDate`` one millisecond past it, so an inclusive and an exclusive bound both return it) and skips
+        the transcripts already read at that date. ``skip`` alone would shift one past the reader whenever
+        a transcript read earlier is deleted. Only a page that is all one date falls back to ``skip``."""
+        edge, read_at_edge, skip = _epoch_ms(until), set[str](), 0
         while True:
-            body = self.request("POST", "/graphql", json={"query": TRANSCRIPTS_QUERY, "variables": variables}).json()
-            records = ((body.get("data") or {}).get("transcripts")) or []
-            yield Page([FirefliesTranscript.model_validate(r) for r in records])
+            variables: dict[str, Any] = {"toDate": _fireflies_ms(edge + 1), "limit": PAGE_SIZE, "skip": skip}
+            if since is not None:
+                variables["fromDate"] = fireflies_time(since)
+            records = [
+                FirefliesTranscript.model_validate(r)
+                for r in self.query(TRANSCRIPTS_QUERY, variables).get("transcripts") or []
+            ]
+            fresh = [r for r in records if not (_date_ms(r) == edge and r.id in read_at_edge)]
+            yield Page(fresh)
             if len(records) < PAGE_SIZE:
                 return
-            variables["skip"] += len(records)
+            oldest = min((d for d in map(_date_ms, records) if d is not None), default=edge)
+            if oldest == edge:  # the whole page is one date (or none is readable): page on by offset
+                skip += len(records)
+            else:
+                edge, read_at_edge, skip = oldest, set(), 0
+            read_at_edge |= {r.id for r in records if _date_ms(r) == edge}
+
+    def transcript(self, transcript_id: str) -> FirefliesTranscript | None:
+        """One transcript; None when Fireflies no longer has it (``object_not_found``)."""
+        try:
+            record = self.query(TRANSCRIPT_QUERY, {"id": transcript_id}).get("transcript")
+        except VendorError as exc:
+            if exc.code == NOT_FOUND_CODE:
+                return None
+            raise
+        return None if record is None else FirefliesTranscript.model_validate(record)
 
 
-def _graphql_errors(response: requests.Response) -> list[dict[str, Any]]:
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _fireflies_ms(epoch_ms: int) -> str:
+    return fireflies_time(datetime.fromtimestamp(epoch_ms / 1000, UTC))
+
+
+def _date_ms(record: FirefliesTranscript) -> int | None:
+    """A transcript's ``date`` (epoch ms); None when it is malformed (the row model rejects that record)."""
     try:
-        errors = response.json().get("errors")
-    except (ValueError, AttributeError):
-        return []
-    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
-
-
-def _code(error: dict[str, Any]) -> str | None:
-    return error.get("code") or (error.get("extensions") or {}).get("code")
+        return int(float(getattr(record, "date", None)))
+    except (TypeError, ValueError):
+        return None
 
 
 class FirefliesResource(VendorResource):
@@ -145,14 +146,7 @@ class FirefliesResource(VendorResource):
 
     default_rate_limit: ClassVar[tuple[int, float]] = (60, 60.0)
 
-    def client_for(self, connection: Connection, log: Any = None) -> FirefliesClient:
-        api_key = connection.credentials.get("api_key")
-        if not api_key:
-            raise VendorError("Fireflies", "credentials need an api_key")
-        return FirefliesClient(
-            api_key=api_key,
-            base_url=self.base_url(connection, DEFAULT_BASE_URL),
-            limiter=self.limiter("fireflies", api_key, connection),
-            retry=self.retry_settings(connection),
-            log=log,
-        )
+    client_class = FirefliesClient
+    credential_sets = (("api_key",),)
+    credentials_hint = "an api_key"
+    quota_identity = (("api_key",),)

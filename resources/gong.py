@@ -1,26 +1,26 @@
-"""Gong API v2 client: Basic auth (access key + secret), calls by start-time window, cursor paging.
+"""Gong API v2 client: Basic auth (access key + secret), calls by call-time window, cursor paging.
 
-``GET /v2/calls`` lists call metadata; ``POST /v2/calls/extensive`` adds the parties (participants),
-topics and speakers, so the sync reads that. Gong answers a window without calls with
-404 "No calls found corresponding to the provided filters", which is an empty result, not an error.
+``POST /v2/calls/extensive`` returns calls with their parties (participants), topics and speakers. Gong
+answers a window without calls with 404 "No calls found corresponding to the provided filters": an empty
+result, not an error. Errors are ``{"requestId", "errors": [<message>, ...]}``.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator
+import hashlib
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field
 
-from resources.connections import Connection
-from resources.http import VendorClient, VendorError
+from resources.http import ErrorRule, NoResults, Outcome, VendorClient, VendorError, VendorFault, json_body
 from resources.models import Page, VendorRecord
+from resources.paging import cursor_pages
 from resources.vendor import VendorResource
 
-DEFAULT_BASE_URL = "https://api.gong.io"
 NO_CALLS_MESSAGE = "No calls found corresponding to the provided filters"
 NO_CALLS_CODE = "no_calls"
 # What the extensive read asks for: enough to type participants, plus topics and talk time for analysts.
@@ -31,7 +31,7 @@ CONTENT_SELECTOR: dict[str, Any] = {
 
 
 class GongCallMeta(VendorRecord):
-    """A call as ``/v2/calls`` lists it (and as ``metaData`` of an extensive call)."""
+    """A call's ``metaData``, as ``/v2/calls/extensive`` (and ``/v2/calls``) report it."""
 
 
 class GongCall(BaseModel):
@@ -64,95 +64,58 @@ def gong_window(since: datetime, until: datetime) -> dict[str, str]:
 
 class GongClient(VendorClient):
     vendor = "Gong"
-
-    def __init__(self, access_key: str, access_key_secret: str, **kwargs: Any):
-        super().__init__(**kwargs)
-        self._authorization = "Basic " + base64.b64encode(f"{access_key}:{access_key_secret}".encode()).decode()
+    error_rules = (ErrorRule(Outcome.EMPTY, (404,), message=NO_CALLS_MESSAGE),)
 
     def authorize(self, headers: dict[str, str]) -> None:
-        headers["Authorization"] = self._authorization
+        pair = f"{self.credentials['access_key']}:{self.credentials['access_key_secret']}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
 
     def refresh_auth(self) -> None:
         raise VendorError(self.vendor, "the access key or secret was rejected (401)", status=401)
 
-    def classify(self, response: requests.Response) -> None:
-        if response.status_code == 404 and NO_CALLS_MESSAGE in self._messages(response):
-            raise VendorError(self.vendor, NO_CALLS_MESSAGE, status=404, code=NO_CALLS_CODE)
-        super().classify(response)
+    def account_identity(self) -> str | None:
+        """Gong names no account to its API keys; a key belongs to one company, so the key stands for it
+        (a fingerprint: rotating the key for the same company also starts a full sync)."""
+        return "key " + hashlib.sha256(str(self.credentials["access_key"]).encode()).hexdigest()[:16]
 
-    def error_detail(self, response: requests.Response) -> str:
-        messages = self._messages(response) or [response.text[:300]]
-        where = f"{response.request.method} {self._path(response.url)}"
-        return f"HTTP {response.status_code} on {where}: {'; '.join(messages)}"
-
-    @staticmethod
-    def _messages(response: requests.Response) -> list[str]:
-        try:
-            errors = response.json().get("errors")
-        except (ValueError, AttributeError):
-            return []
-        return [str(e) for e in errors] if isinstance(errors, list) else []
+    def extract_error(self, response: requests.Response) -> VendorFault | None:
+        body = json_body(response)
+        errors = body.get("errors") if isinstance(body, dict) else None
+        return VendorFault(message="; ".join(map(str, errors))) if isinstance(errors, list) else None
 
     # --- reads ----------------------------------------------------------------------------------
 
-    def list_calls(self, since: datetime, until: datetime) -> Iterator[Page[GongCallMeta]]:
-        """Call metadata for calls started in [since, until], via ``GET /v2/calls``."""
-        window = gong_window(since, until)
+    def extensive_calls(
+        self, since: datetime, until: datetime, call_ids: list[str] | None = None
+    ) -> Iterator[Page[GongCall]]:
+        """Calls whose call time (scheduled for web conferences, else started) is in [since, until] (only
+        ``call_ids``, when given), with their parties, via ``POST /v2/calls/extensive``."""
+        window: dict[str, Any] = gong_window(since, until)
+        if call_ids is not None:
+            window["callIds"] = call_ids
 
-        def fetch(cursor: str | None) -> requests.Response:
-            params = {**window, **({"cursor": cursor} if cursor else {})}
-            return self.request("GET", "/v2/calls", params=params)
-
-        for body in self._pages(fetch):
-            yield Page([GongCallMeta.model_validate(c) for c in body.get("calls", [])], total=_total(body))
-
-    def extensive_calls(self, since: datetime, until: datetime) -> Iterator[Page[GongCall]]:
-        """Calls started in [since, until] with their parties, via ``POST /v2/calls/extensive``."""
-        window = gong_window(since, until)
-
-        def fetch(cursor: str | None) -> requests.Response:
+        def fetch(cursor: str | None) -> dict[str, Any]:
             body: dict[str, Any] = {"filter": window, "contentSelector": CONTENT_SELECTOR}
             if cursor:
                 body["cursor"] = cursor
-            return self.request("POST", "/v2/calls/extensive", json=body)
+            return self.request_json("POST", "/v2/calls/extensive", json=body)
 
-        for body in self._pages(fetch):
-            yield Page([GongCall.model_validate(c) for c in body.get("calls", [])], total=_total(body))
-
-    def _pages(self, fetch: Callable[[str | None], requests.Response]) -> Iterator[dict[str, Any]]:
-        cursor: str | None = None
-        while True:
-            try:
-                body = fetch(cursor).json()
-            except VendorError as exc:
-                if exc.code == NO_CALLS_CODE:
-                    return
-                raise
-            yield body
-            cursor = (body.get("records") or {}).get("cursor")
-            if not cursor:
-                return
-
-
-def _total(body: dict[str, Any]) -> int | None:
-    return (body.get("records") or {}).get("totalRecords")
+        try:
+            for body in cursor_pages(fetch, lambda b: (b.get("records") or {}).get("cursor")):
+                records = body.get("records") or {}
+                yield Page(
+                    [GongCall.model_validate(c) for c in body.get("calls", [])], total=records.get("totalRecords")
+                )
+        except NoResults:
+            return
 
 
 class GongResource(VendorResource):
-    """Gong client factory. Default limit: the seed's 100 requests/minute per credential (QW-4), evenly
+    """Gong client factory. Default limit: 100 requests/minute per credential, evenly
     spaced; ``config.rate_limit`` overrides it per connection (Gong's own quota is 3/s, 10,000/day)."""
 
+    client_class = GongClient
+    credential_sets = (("access_key", "access_key_secret"),)
+    credentials_hint = "an access_key and an access_key_secret"
+    quota_identity = (("access_key",),)
     default_rate_limit: ClassVar[tuple[int, float]] = (100, 60.0)
-
-    def client_for(self, connection: Connection, log: Any = None) -> GongClient:
-        creds = connection.credentials
-        if not (creds.get("access_key") and creds.get("access_key_secret")):
-            raise VendorError("Gong", "credentials need an access_key and an access_key_secret")
-        return GongClient(
-            access_key=creds["access_key"],
-            access_key_secret=creds["access_key_secret"],
-            base_url=self.base_url(connection, DEFAULT_BASE_URL),
-            limiter=self.limiter("gong", creds["access_key"], connection),
-            retry=self.retry_settings(connection),
-            log=log,
-        )

@@ -1,4 +1,4 @@
-"""Bulk, idempotent upserts of entity rows into the warehouse (DESIGN.md §4 "Dialects").
+"""Bulk, idempotent upserts of entity rows into the warehouse.
 
 One public entry point, :func:`upsert_rows`, with a bulk path per dialect:
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
@@ -37,14 +37,21 @@ _RESERVED_COLUMNS = frozenset({"id", "created_at", "updated_at"})
 _key_of = itemgetter(*KEY_COLUMNS)
 
 
-def upsert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Upsert ``rows`` into ``table`` on ``(workspace_id, source, source_id)``; return rows written.
+def upsert_rows(
+    conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], keep_stored: Collection[str] = ()
+) -> int:
+    """Upsert ``rows`` into ``table`` on ``(workspace_id, source, source_id)``; return the rows written
+    (inserted, or updated because they changed).
 
     Every row must carry the same keys: the three key columns plus any of the table's other columns
-    except ``id``/``created_at``/``updated_at``. New keys are inserted; existing ones get every
-    provided non-key column overwritten and ``updated_at`` set to the database's ``now()``
-    (``id`` and ``created_at`` are kept). The batch is de-duplicated first (see :func:`dedupe_rows`),
-    and the return value is the de-duplicated row count.
+    except ``id``/``created_at``/``updated_at``. New keys are inserted. An existing row is rewritten
+    only when a provided column differs from what is stored, and never by an older version: when both
+    sides carry a ``source_version``, the incoming one must be at least the stored one. A rewrite
+    overwrites every provided non-key column and sets ``updated_at`` to the database's ``now()``
+    (``id`` and ``created_at`` are kept). An unchanged or older row is left alone and not counted, so
+    re-reading a window costs no writes. The batch is de-duplicated first (see :func:`dedupe_rows`).
+    Columns in ``keep_stored`` keep a stored value that is not NULL (the first known value stays: a
+    deletion time the platform stamped when the vendor gave none).
 
     Runs inside the caller's transaction and never commits.
     """
@@ -54,20 +61,19 @@ def upsert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str
     unique = dedupe_rows(rows)
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        _upsert_postgres(conn, table, columns, unique)
-    elif dialect == "sqlite":
-        _upsert_sqlite(conn, table, columns, unique)
-    else:
-        raise NotImplementedError(
-            f"upsert_rows has no bulk path for the {dialect!r} dialect (supported: postgresql, sqlite)"
-        )
-    return len(unique)
+        return _upsert_postgres(conn, table, columns, unique, frozenset(keep_stored))
+    if dialect == "sqlite":
+        return _upsert_sqlite(conn, table, columns, unique, frozenset(keep_stored))
+    raise NotImplementedError(
+        f"upsert_rows has no bulk path for the {dialect!r} dialect (supported: postgresql, sqlite)"
+    )
 
 
 def dedupe_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Keep one row per key: the greatest ``source_updated_at``, else the later one in the list.
+    """Keep one row per key: the greatest ``source_version`` (else ``source_updated_at``), else the later
+    one in the list.
 
-    "Else" covers ties and any comparison involving ``None``: without two timestamps to compare,
+    "Else" covers ties and any comparison involving ``None``: without two versions to compare,
     arrival order is the best evidence of recency. First-seen key order is preserved.
     """
     keys = list(map(_key_of, rows))
@@ -77,11 +83,16 @@ def dedupe_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     for key, row in zip(keys, rows, strict=True):
         kept = best.get(key)
         if kept is not None:
-            new_ts, old_ts = row.get("source_updated_at"), kept.get("source_updated_at")
-            if new_ts is not None and old_ts is not None and new_ts < old_ts:
+            new, old = _recency(row), _recency(kept)
+            if new is not None and old is not None and new < old:
                 continue
         best[key] = row
     return list(best.values())
+
+
+def _recency(row: Mapping[str, Any]) -> Any:
+    version = row.get("source_version")
+    return version if version is not None else row.get("source_updated_at")
 
 
 def _validate_columns(table: sa.Table, first_row: Mapping[str, Any]) -> list[str]:
@@ -102,8 +113,12 @@ def _validate_columns(table: sa.Table, first_row: Mapping[str, Any]) -> list[str
 
 
 def _upsert_postgres(
-    conn: sa.Connection, table: sa.Table, columns: list[str], rows: Sequence[Mapping[str, Any]]
-) -> None:
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: list[str],
+    rows: Sequence[Mapping[str, Any]],
+    keep_stored: frozenset[str],
+) -> int:
     if conn.dialect.driver != "psycopg":
         raise NotImplementedError(
             "upsert_rows streams COPY through psycopg 3 on PostgreSQL (a postgresql+psycopg:// URL), "
@@ -152,16 +167,32 @@ def _upsert_postgres(
         # Raise what SQLAlchemy would have raised, so callers catch one family of database errors.
         raise sa.exc.DBAPIError.instance(copy_sql, None, exc, dbapi_error, dialect=conn.dialect) from exc
 
-    updates = [f"{quote(c)} = EXCLUDED.{quote(c)}" for c in columns if c not in KEY_COLUMNS]
+    values = [c for c in columns if c not in KEY_COLUMNS]
+
+    def new_value(c: str) -> str:
+        return f"COALESCE(t.{quote(c)}, EXCLUDED.{quote(c)})" if c in keep_stored else f"EXCLUDED.{quote(c)}"
+
+    updates = [f"{quote(c)} = {new_value(c)}" for c in values]
     updates.append(f"{quote('updated_at')} = now()")
     key_list = ", ".join(quote(c) for c in KEY_COLUMNS)
     upsert_sql = (
-        f"INSERT INTO {target} ({col_list}) SELECT {col_list} FROM {staging} "
+        f"INSERT INTO {target} AS t ({col_list}) SELECT {col_list} FROM {staging} "
         f"ON CONFLICT ({key_list}) DO UPDATE SET {', '.join(updates)}"
     )
+    if values:
+        stored = ", ".join(f"t.{quote(c)}" for c in values)
+        incoming = ", ".join(new_value(c) for c in values)
+        # ROW() keeps a single column a row value too.
+        upsert_sql += f" WHERE ROW({stored}) IS DISTINCT FROM ROW({incoming})"
+        if "source_version" in values:
+            upsert_sql += (
+                " AND (EXCLUDED.source_version IS NULL OR t.source_version IS NULL"
+                " OR EXCLUDED.source_version >= t.source_version)"
+            )
     try:
         with driver.cursor() as cur:
             cur.execute(upsert_sql)
+            return max(cur.rowcount, 0)
     except dbapi_error as exc:
         raise sa.exc.DBAPIError.instance(upsert_sql, None, exc, dbapi_error, dialect=conn.dialect) from exc
 
@@ -273,21 +304,38 @@ def _encode_json(value: Any) -> bytes:
 _SQLITE_DEFAULT_MAX_VARIABLES = 999
 
 
-def _upsert_sqlite(conn: sa.Connection, table: sa.Table, columns: list[str], rows: Sequence[Mapping[str, Any]]) -> None:
+def _upsert_sqlite(
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: list[str],
+    rows: Sequence[Mapping[str, Any]],
+    keep_stored: frozenset[str],
+) -> int:
     stmt = sqlite_insert(table)
-    updates: dict[str, Any] = {c: stmt.excluded[c] for c in columns if c not in KEY_COLUMNS}
+    values = [c for c in columns if c not in KEY_COLUMNS]
+    updates: dict[str, Any] = {
+        c: sa.func.coalesce(table.c[c], stmt.excluded[c]) if c in keep_stored else stmt.excluded[c] for c in values
+    }
     # Millisecond UTC text, the format SQLAlchemy's SQLite DateTime reads back; CURRENT_TIMESTAMP would
     # only have second resolution.
     updates["updated_at"] = sa.func.strftime("%Y-%m-%d %H:%M:%f", "now")
-    stmt = stmt.on_conflict_do_update(index_elements=list(KEY_COLUMNS), set_=updates)
+    changed = None
+    if values:
+        changed = sa.or_(*(table.c[c].is_not(updates[c]) for c in values))
+        if "source_version" in values:
+            version, incoming = table.c.source_version, stmt.excluded.source_version
+            changed = sa.and_(changed, sa.or_(incoming.is_(None), version.is_(None), incoming >= version))
+    stmt = stmt.on_conflict_do_update(index_elements=list(KEY_COLUMNS), set_=updates, where=changed)
 
     convert = _sqlite_converters(table, columns)
     # executemany binds one row at a time, but SQLAlchemy may fold the rows of a chunk into one
     # multi-row VALUES statement: size chunks so even that stays under the variable limit.
     chunk = max(1, _sqlite_max_variables(conn) // len(columns))
+    written = 0
     for start in range(0, len(rows), chunk):
         params = [{c: convert[c](row[c]) for c in columns} for row in rows[start : start + chunk]]
-        conn.execute(stmt, params)
+        written += conn.execute(stmt, params).rowcount
+    return written
 
 
 def _sqlite_converters(table: sa.Table, columns: Sequence[str]) -> dict[str, Callable[[Any], Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -39,13 +40,36 @@ class VendorRecord(BaseModel):
 RecordT = TypeVar("RecordT")
 
 
+class FullReadNeeded(Exception):
+    """An incremental read cannot be trusted (the vendor no longer covers its window): read everything."""
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """A record the vendor reports gone without sending the record itself: deleted, or merged into
+    ``merged_into``. ``at`` is when, if the vendor says."""
+
+    source_id: str
+    at: datetime | None = None
+    merged_into: str | None = None
+
+
 @dataclass
 class Page(Generic[RecordT]):
-    """One page of vendor records, as fetched. ``total`` is the vendor's total when it reports one."""
+    """One page of what a read found.
 
-    records: list[RecordT]
+    ``records`` are vendor records, ``deletions`` records reported gone, ``present_ids`` ids known to
+    exist without their records (an id-only listing). ``total`` is the vendor's total when it reports
+    one; ``resume_token`` is where a change-log read resumes next time, set on its last page.
+    ``enumerates_all`` on the last page says whether the read has now named every record that exists
+    (None: a full read has, an incremental one has not): only then may records never named be swept."""
+
+    records: list[RecordT] = field(default_factory=list)
     total: int | None = None
-    notes: dict[str, Any] = field(default_factory=dict)
+    resume_token: str | None = None
+    deletions: list[Deletion] = field(default_factory=list)
+    present_ids: list[str] = field(default_factory=list)
+    enumerates_all: bool | None = None
 
 
 PageStream = Iterator[Page[Any]]

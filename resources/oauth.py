@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import requests
 
-from resources.http import VendorClient, VendorError
+from resources.http import VendorClient, VendorError, VendorFault, json_body
 
 # Refresh this long before a token's announced expiry, so no call goes out with a dying token.
 TOKEN_REFRESH_MARGIN_S = 60
@@ -26,10 +26,9 @@ class OAuthRefreshClient(VendorClient):
 
     token_endpoint: str
 
-    def __init__(self, credentials: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._credentials = credentials
-        self._access_token: str | None = credentials.get("access_token")
+        self._access_token: str | None = self.credentials.get("access_token")
         self._expires_at = float("inf") if self._access_token else 0.0
 
     def authorize(self, headers: dict[str, str]) -> None:
@@ -38,20 +37,20 @@ class OAuthRefreshClient(VendorClient):
         headers["Authorization"] = f"Bearer {self._access_token}"
 
     def refresh_auth(self) -> None:
-        if not self._credentials.get("refresh_token"):
+        if not self.credentials.get("refresh_token"):
             raise VendorError(self.vendor, self.no_refresh_token_message, 401)
-        response = self.request(
+        body = self.request_json(
             "POST",
             self.token_endpoint,
             data={
                 "grant_type": "refresh_token",
-                "client_id": self._credentials.get("client_id", ""),
-                "client_secret": self._credentials.get("client_secret", ""),
-                "refresh_token": self._credentials["refresh_token"],
+                "client_id": self.credentials.get("client_id", ""),
+                "client_secret": self.credentials.get("client_secret", ""),
+                "refresh_token": self.credentials["refresh_token"],
             },
             authorized=False,
         )
-        self.accept_token(response.json())
+        self.accept_token(body)
 
     def accept_token(self, body: dict[str, Any]) -> None:
         """Take a token response; vendors with extra fields (Salesforce's instance_url) extend this."""
@@ -64,7 +63,14 @@ class OAuthRefreshClient(VendorClient):
 
     def classify(self, response: requests.Response) -> None:
         if self.is_token_response(response) and response.status_code in (400, 401):
-            raise VendorError(
-                self.vendor, f"OAuth refresh refused: {self.error_detail(response)}", response.status_code
-            )
+            detail = self.describe(response, self.extract_error(response))
+            raise VendorError(self.vendor, f"OAuth refresh refused: {detail}", response.status_code)
         super().classify(response)
+
+    @staticmethod
+    def oauth_error(response: requests.Response) -> VendorFault | None:
+        """An OAuth 2 token endpoint's error body: ``{"error", "error_description"}``."""
+        body = json_body(response)
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            return VendorFault(body["error"], str(body.get("error_description", "")))
+        return None

@@ -13,16 +13,21 @@ cannot give the even, cross-process spacing this needs. See the README's decisio
 from __future__ import annotations
 
 import hashlib
+import math
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import Engine, text
 
 # Headroom so scheduling jitter (a late wake-up followed by a punctual one) never shows the vendor a burst.
 SPACING_MARGIN = 1.03
+# The longest acquire() waits for a slot unless told otherwise (the platform's setting: settings.py).
+DEFAULT_MAX_WAIT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -36,8 +41,9 @@ class RateLimit:
 
     @classmethod
     def parse(cls, value: object, default: RateLimit | None) -> RateLimit | None:
-        """Read a connection's ``config.rate_limit``: ``{"requests": N, "per_seconds": S}``, or
-        ``false``/``null`` to switch limiting off (benchmarks, vendors with generous limits)."""
+        """Read a limit setting: ``{"requests": N, "per_seconds": S}``, or ``false`` for none. ``None``
+        (not set) is ``default``. An operator's ``false`` switches a vendor's platform limit off; a
+        connection's ``false`` only means it adds no tighter limit of its own."""
         if value is None:
             return default
         if value is False or value == "off":
@@ -55,6 +61,20 @@ def credential_key(vendor: str, identity: str) -> str:
     return f"{vendor}:{hashlib.sha256(identity.encode()).hexdigest()[:40]}"
 
 
+CONNECTION_KEY_PREFIX = "connection:"
+
+
+def connection_key(workspace_id: str, connector: str, scope: str = "") -> str:
+    """The key of one connection's own limit: only that connection's calls reserve its slots. With an
+    empty ``connector``, the prefix of every connection key of the workspace."""
+    return f"{CONNECTION_KEY_PREFIX}{workspace_id}:{connector}" + (f":{scope}" if scope else "")
+
+
+def webhook_test_key(workspace_id: str) -> str:
+    """The key limiting a workspace's test webhooks (the API's POST …/webhook/test)."""
+    return f"webhook-test:{workspace_id}"
+
+
 # Slots are absolute instants (epoch s). Postgres reports its own clock alongside, so a caller can
 # place the slot on its clock; SQLite is local and uses the caller's clock.
 _PG_RESERVE = text(
@@ -63,6 +83,7 @@ _PG_RESERVE = text(
     VALUES (:key, extract(epoch FROM clock_timestamp()) + :interval)
     ON CONFLICT (key) DO UPDATE
         SET next_free_at = GREATEST(s.next_free_at, extract(epoch FROM clock_timestamp())) + :interval
+        WHERE s.next_free_at - extract(epoch FROM clock_timestamp()) <= :max_wait
     RETURNING next_free_at - :interval, extract(epoch FROM clock_timestamp())
     """
 )
@@ -71,6 +92,7 @@ _SQLITE_RESERVE = text(
     """
     INSERT INTO rate_limit_slots AS s (key, next_free_at) VALUES (:key, :now + :interval)
     ON CONFLICT (key) DO UPDATE SET next_free_at = max(s.next_free_at, :now) + :interval
+        WHERE s.next_free_at - :now <= :max_wait
     RETURNING next_free_at - :interval
     """
 )
@@ -112,24 +134,30 @@ class SlotStore:
         self._local: dict[str, float] = {}
         self._clock = DatabaseClock()
 
-    def reserve(self, key: str, interval_s: float) -> Reservation:
-        """Reserve the credential's next slot, atomically."""
+    def reserve(self, key: str, interval_s: float, max_wait_s: float = math.inf) -> Reservation | None:
+        """Reserve the credential's next slot, atomically; None (and nothing reserved) when that slot is
+        more than ``max_wait_s`` away, so a caller that gives up does not push the slot further out."""
         if self._engine is None:
             with self._lock:
                 now = time.time()
                 slot = max(self._local.get(key, 0.0), now)
+                if slot - now > max_wait_s:
+                    return None
                 self._local[key] = slot + interval_s
                 return Reservation(slot, slot - now)
-        params = {"key": key, "interval": interval_s}
+        # The databases compare against a number: an uncapped wait is the largest double.
+        params = {"key": key, "interval": interval_s, "max_wait": min(max_wait_s, sys.float_info.max)}
         if self._engine.dialect.name != "postgresql":
             with self._engine.begin() as conn:
-                slot = float(conn.execute(_SQLITE_RESERVE, {**params, "now": time.time()}).scalar_one())
-            return Reservation(slot, slot - time.time())
+                found = conn.execute(_SQLITE_RESERVE, {**params, "now": time.time()}).scalar()
+            return None if found is None else Reservation(float(found), float(found) - time.time())
         with self._engine.begin() as conn:
             sent = time.time()
-            slot, db_now = conn.execute(_PG_RESERVE, params).one()
+            row = conn.execute(_PG_RESERVE, params).first()
             received = time.time()
-        slot, db_now = float(slot), float(db_now)
+        if row is None:
+            return None
+        slot, db_now = float(row[0]), float(row[1])
         with self._lock:
             self._clock.observe(sent, received, db_now)
             local_slot = slot - self._clock.offset_s
@@ -139,8 +167,18 @@ class SlotStore:
         return Reservation(slot, local_slot - time.time())
 
 
+class RateLimitBacklog(RuntimeError):
+    """The next free slot is further ahead than a call may wait: the call fails now (a later sync
+    retries) instead of holding a worker for hours or days."""
+
+
+class Limiter(Protocol):
+    def acquire(self) -> float: ...
+
+
 class CredentialLimiter:
-    """Spaces the calls of one credential; ``acquire()`` blocks until this call's slot."""
+    """Spaces the calls of one key; ``acquire()`` blocks until this call's slot, for at most
+    ``max_wait_s`` (beyond it, RateLimitBacklog at once). ``label`` names the key in that error."""
 
     def __init__(
         self,
@@ -148,8 +186,12 @@ class CredentialLimiter:
         key: str,
         limit: RateLimit | None,
         sleep: Callable[[float], None] = time.sleep,
+        *,
+        max_wait_s: float = DEFAULT_MAX_WAIT_S,
+        label: str = "this credential",
     ) -> None:
         self._store, self._key, self._limit, self._sleep = store, key, limit, sleep
+        self._max_wait_s, self._label = max_wait_s, label
 
     @property
     def limit(self) -> RateLimit | None:
@@ -158,7 +200,23 @@ class CredentialLimiter:
     def acquire(self) -> float:
         if self._limit is None:
             return 0.0
-        wait = self._store.reserve(self._key, self._limit.interval_s).wait_s
-        if wait > 0:
-            self._sleep(wait)
-        return max(wait, 0.0)
+        reservation = self._store.reserve(self._key, self._limit.interval_s, self._max_wait_s)
+        if reservation is None:
+            raise RateLimitBacklog(
+                f"the rate limit of {self._label} ({self._limit.requests} per {self._limit.per_seconds:g} s) is "
+                f"booked more than {self._max_wait_s:g} s ahead; the call was not made, a later sync retries"
+            )
+        if reservation.wait_s > 0:
+            self._sleep(reservation.wait_s)
+        return max(reservation.wait_s, 0.0)
+
+
+class LimiterChain:
+    """A call passes each limiter in turn: a connection's own, tighter limit first, then the shared
+    limit of its credential, so waiting for the first never wastes a slot of the second."""
+
+    def __init__(self, *limiters: Limiter) -> None:
+        self.limiters = limiters
+
+    def acquire(self) -> float:
+        return sum(limiter.acquire() for limiter in self.limiters)

@@ -22,7 +22,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -87,6 +89,8 @@ api_tokens = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("name", String(255)),
     _now_column("created_at"),
+    Column("expires_at", Timestamp),  # null: never expires
+    Column("last_used_at", Timestamp),  # refreshed at most once a minute (api/auth.py)
     Index(None, "workspace_id"),
 )
 
@@ -108,6 +112,7 @@ sync_log = Table(
     Column("completed_at", Timestamp),
     Column("heartbeat_at", Timestamp),
     Column("records_synced", Integer, nullable=False, server_default="0"),
+    Column("records_deleted", Integer, nullable=False, server_default="0"),
     Column("records_failed", Integer, nullable=False, server_default="0"),
     Column("errors", Json),
     Column("error", Text),
@@ -120,6 +125,7 @@ sync_log = Table(
     Index(None, "status"),
 )
 
+OPEN_DEAD_LETTER = "resolved_at IS NULL AND source_id IS NOT NULL"
 sync_errors = Table(
     "sync_errors",
     metadata,
@@ -135,6 +141,18 @@ sync_errors = Table(
     Column("resolved_at", Timestamp),
     Index(None, "workspace_id", "connector", "entity"),
     Index(None, "run_id"),
+    Index(None, "workspace_id", "resolved_at"),  # a workspace's unresolved dead letters (list, replay)
+    # One open dead letter per record: a page read again (a retried step, a lookback window) refreshes it.
+    Index(
+        "ux_sync_errors_open_record",
+        "workspace_id",
+        "connector",
+        "entity",
+        "source_id",
+        unique=True,
+        postgresql_where=text(OPEN_DEAD_LETTER),
+        sqlite_where=text(OPEN_DEAD_LETTER),
+    ),
 )
 
 webhook_deliveries = Table(
@@ -198,12 +216,21 @@ def _entity_table(name: str, *typed_columns: Column) -> Table:
         name,
         metadata,
         Column("id", BigId, primary_key=True, autoincrement=True),
-        Column("workspace_id", WORKSPACE_ID, nullable=False),
-        Column("source", String(32), nullable=False),
-        Column("source_id", String(255), nullable=False),
+        Column("workspace_id", WORKSPACE_ID, nullable=False, doc="The workspace (tenant) the row belongs to."),
+        Column("source", String(32), nullable=False, doc="The connector that wrote the row."),
+        Column("source_id", String(255), nullable=False, doc="The record's id at the vendor."),
         *typed_columns,
-        Column("properties", Json),
+        Column("properties", Json, doc="The vendor's whole record."),
         Column("source_updated_at", Timestamp),
+        # Orders the versions of one record: an upsert never replaces a row with an older version.
+        # Microseconds of source_updated_at unless the vendor numbers versions itself (Drive).
+        Column("source_version", BigInteger),
+        # Soft deletes: a row deleted at the vendor stays with its last known data.
+        Column(
+            "is_deleted", Boolean, nullable=False, server_default=false(), doc="Deleted at the vendor (a soft delete)."
+        ),
+        Column("deleted_at", Timestamp),
+        Column("merged_into", String(255), doc="The surviving record's source_id when merged away."),
         _now_column("created_at"),
         _now_column("updated_at"),
         UniqueConstraint("workspace_id", "source", "source_id"),

@@ -1,4 +1,9 @@
-"""Encryption at rest for connection credentials and webhook secrets (Fernet, key from SYNC_SECRET_KEY)."""
+"""Encryption at rest for connection credentials and webhook secrets (Fernet).
+
+``SYNC_SECRET_KEY`` holds one key or a comma-separated list, newest first: the first key encrypts, every
+key decrypts (``MultiFernet``). To rotate, put a new key in front, restart, run ``make rotate-key`` (it
+re-encrypts every stored secret with the first key), then drop the old key.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import os
 from functools import lru_cache
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 
 class SecretKeyError(RuntimeError):
@@ -15,22 +20,22 @@ class SecretKeyError(RuntimeError):
 
 
 @lru_cache(maxsize=4)
-def _fernet(key: str) -> Fernet:
+def _fernet(keys: str) -> MultiFernet:
     try:
-        return Fernet(key.encode())
-    except (ValueError, TypeError) as exc:
+        return MultiFernet([Fernet(key.strip().encode()) for key in keys.split(",") if key.strip()])
+    except (ValueError, TypeError) as exc:  # MultiFernet([]) is a ValueError too
         raise SecretKeyError(
-            "SYNC_SECRET_KEY is not a valid Fernet key (32 url-safe base64 bytes); "
+            "SYNC_SECRET_KEY must be one or more comma-separated Fernet keys (32 url-safe base64 bytes each); "
             "generate one with `python -c 'from cryptography.fernet import Fernet; "
             "print(Fernet.generate_key().decode())'`"
         ) from exc
 
 
-def _current() -> Fernet:
-    key = os.environ.get("SYNC_SECRET_KEY")
-    if not key:
+def _current() -> MultiFernet:
+    keys = os.environ.get("SYNC_SECRET_KEY")
+    if not keys:
         raise SecretKeyError("SYNC_SECRET_KEY is not set; it encrypts credentials and webhook secrets at rest")
-    return _fernet(key)
+    return _fernet(keys)
 
 
 def generate_key() -> str:
@@ -46,7 +51,15 @@ def decrypt_text(token: str) -> str:
         return _current().decrypt(token.encode()).decode()
     except InvalidToken:
         # Never include the token: it is the secret's ciphertext.
-        raise SecretKeyError("a stored secret could not be decrypted with SYNC_SECRET_KEY") from None
+        raise SecretKeyError("a stored secret could not be decrypted with any key of SYNC_SECRET_KEY") from None
+
+
+def rotate_text(token: str) -> str:
+    """The same secret encrypted with the first key (MultiFernet.rotate); SecretKeyError if no key fits."""
+    try:
+        return _current().rotate(token.encode()).decode()
+    except InvalidToken:
+        raise SecretKeyError("a stored secret could not be decrypted with any key of SYNC_SECRET_KEY") from None
 
 
 def encrypt_json(value: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -42,3 +43,40 @@ def sandbox_port() -> int:
 
 def allow_private_webhooks() -> bool:
     return os.environ.get("WEBHOOK_ALLOW_PRIVATE", "") in {"1", "true", "yes"}
+
+
+def vendor_sandbox_url() -> str | None:
+    """``SYNC_VENDOR_SANDBOX_URL``: the operator points every vendor at the sandbox (``http://host:port``,
+    each vendor under ``/<vendor>``). Unset in production: vendors are called at their real hosts."""
+    url = os.environ.get("SYNC_VENDOR_SANDBOX_URL", "").strip().rstrip("/")
+    return url or None
+
+
+def egress_allowed_hosts() -> list[str]:
+    """``SYNC_EGRESS_ALLOWED_HOSTS``: comma-separated hosts (``host`` or ``host:port``) and IP networks that
+    vendor calls may reach although they are not public (a private proxy, an on-premises vendor host)."""
+    return [item for item in os.environ.get("SYNC_EGRESS_ALLOWED_HOSTS", "").split(",") if item.strip()]
+
+
+def webhook_allowed_hosts() -> list[str]:
+    """``WEBHOOK_ALLOWED_HOSTS``: host names and IP networks webhooks may reach although not public."""
+    return [item for item in os.environ.get("WEBHOOK_ALLOWED_HOSTS", "").split(",") if item.strip()]
+
+
+def rate_limit_overrides() -> dict[str, object]:
+    """``SYNC_RATE_LIMITS``: the operator's platform limits per vendor (and ``vendor:scope``), as JSON,
+    e.g. ``{"salesforce": {"requests": 1000, "per_seconds": 60}, "hubspot:search": false}``. They replace
+    the vendors' documented defaults; connections can only add a tighter limit of their own."""
+    raw = os.environ.get("SYNC_RATE_LIMITS", "").strip()
+    if not raw:
+        return {}
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError("SYNC_RATE_LIMITS must be a JSON object of vendor -> limit")
+    return value
+
+
+def rate_limit_max_wait_s() -> float:
+    """``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS`` (default 120): the longest a call waits for its rate-limit
+    slot; a slot booked further ahead fails the call at once."""
+    return float(os.environ.get("SYNC_RATE_LIMIT_MAX_WAIT_SECONDS", "120"))

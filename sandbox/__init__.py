@@ -1,4 +1,4 @@
-"""Wire-faithful local simulators of the vendor APIs, served by one process (DESIGN.md §10)."""
+"""Wire-faithful local simulators of the vendor APIs, served by one process."""
 
 from .app import build_app
 from .server import start_in_thread

@@ -1,4 +1,4 @@
-"""The /_sandbox control API: health, connections, reset, mutate, faults, request logs, limits."""
+"""The /_sandbox control API: health, connections, reset, mutate, truth, faults, request logs, limits."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from . import mutation
 from .core import FAULT_KEYS, InvalidRequest, Vendor, json_response
 
 
@@ -65,21 +66,22 @@ def control_router(vendors: dict[str, Vendor]) -> APIRouter:
     async def mutate(vendor: str, request: Request) -> Response:
         try:
             v = vendor_or_404(vendor)
-            body = await _json(request)
-            ids = body.get("ids")
-            if ids is not None and not isinstance(ids, list):
-                raise InvalidRequest("ids must be a list")
-            result = v.mutate(
-                str(body.get("entity", "")),
-                int(body.get("count") or 0),
-                None if ids is None else [str(x) for x in ids],
-                int(body.get("create") or 0),
-            )
+            result = mutation.apply(v, await _json(request))
         except KeyError:
             return _err(404, f"unknown vendor {vendor!r}")
         except (InvalidRequest, ValueError, TypeError) as exc:
             return _err(400, str(exc))
         return json_response(result)
+
+    @r.get("/{vendor}/truth")
+    async def truth(vendor: str, entity: str = "") -> Response:
+        if vendor not in vendors:
+            return _err(404, f"unknown vendor {vendor!r}")
+        try:
+            records = vendors[vendor].truth(entity)
+        except (InvalidRequest, ValueError) as exc:
+            return _err(400, str(exc))
+        return json_response({"records": records})
 
     @r.get("/{vendor}/faults")
     async def get_faults(vendor: str) -> Response:
@@ -97,6 +99,9 @@ def control_router(vendors: dict[str, Vendor]) -> APIRouter:
             unknown = set(body) - FAULT_KEYS - v.extra_fault_keys - {"expire_tokens"}
             if unknown:
                 raise InvalidRequest(f"unknown fault settings {sorted(unknown)}")
+            if "mutate_after_requests" in body:
+                body["mutate_after_requests"] = mutation.validate_triggers(body["mutate_after_requests"])
+            body = v.normalize_faults(body)
             if body.pop("expire_tokens", False):  # an action, not a setting: applies to tokens issued so far
                 v.tokens.expire_all()
             v.faults.merge(body)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import secrets
 import time
@@ -11,12 +12,21 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from .store import LIVE, EntityStore, Override
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .mutation import Mutation
+
 LOG_CAP = 200_000  # oldest request-log entries are dropped beyond this (benchmarks send millions)
+TRUTH_MAX = 50_000  # GET /_sandbox/{vendor}/truth refuses larger entities
 
 
 class InvalidRequest(ValueError):
@@ -76,7 +86,12 @@ FAULT_KEYS = {
     "bad_records",
     "next_429",
     "next_5xx",
+    "next_truncated",
+    "next_html",
     "revoke",
+    "clock_offset_s",
+    "mutate_after_requests",
+    "outage_after_requests",
 }
 
 
@@ -90,7 +105,19 @@ class Faults:
     bad_records: set[str] = field(default_factory=set)
     next_429: int = 0
     next_5xx: int = 0
+    # Passing faults of the network and of proxies in front of every vendor: the next N data requests have
+    # their body cut off mid-transfer (the connection drops after half the promised bytes), or are answered
+    # 200 with an HTML page where JSON belongs (a gateway's or maintenance page).
+    next_truncated: int = 0
+    next_html: int = 0
     revoke: bool = False
+    clock_offset_s: float = 0.0  # the vendor's clock runs this far ahead of the machine's (negative: behind)
+    # {"after", "mutation", "path_contains"} plus progress: "served", "fired", "result", "error"
+    mutate_after_requests: list[dict[str, Any]] = field(default_factory=list)
+    # A vendor outage part-way through a read: after this many successful data requests (counted from when
+    # it is set), every data request answers 5xx (``status_5xx``) until the setting is cleared.
+    outage_after_requests: int | None = None
+    served: int = 0  # successful data requests since outage_after_requests was set
     # Vendor-specific settings (a Vendor's ``extra_fault_keys``), interpreted by that vendor's routes.
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -105,10 +132,15 @@ class Faults:
                 self.bad_records = {str(v) for v in value or []}
             elif key == "retry_after_s":
                 self.retry_after_s = None if value is None else float(value)
-            elif key in ("next_429", "next_5xx", "status_5xx"):
+            elif key in ("next_429", "next_5xx", "next_truncated", "next_html", "status_5xx"):
                 setattr(self, key, int(value or 0) if key != "status_5xx" else int(value or 503))
             elif key == "revoke":
                 self.revoke = bool(value)
+            elif key == "outage_after_requests":
+                self.outage_after_requests, self.served = (None if value is None else int(value)), 0
+            elif key == "mutate_after_requests":  # validated by the control API (sandbox.mutation)
+                progress = {"served": 0, "fired": False, "result": None, "error": None}
+                self.mutate_after_requests = [{**t, **progress} for t in value or []]
             else:
                 setattr(self, key, float(value or 0))
 
@@ -301,8 +333,37 @@ class Vendor(ABC):
         """Rebuild the deterministic dataset; `sizes` has every entity in default_sizes."""
 
     @abstractmethod
+    def apply(self, m: Mutation) -> dict[str, Any]:
+        """Apply a control-API mutation now (vendor clock); returns {"ids", "created_ids", "modified_at", ...}.
+        Raise InvalidRequest for an unknown entity/id or an action the vendor does not have."""
+
     def mutate(self, entity: str, count: int, ids: list[str] | None, create: int) -> dict[str, Any]:
-        """Edit/create records now; returns {"ids": [...], "modified_at": iso | None, ...}."""
+        """Edit `count` records (or `ids`) and create `create` new ones: `apply` with action "edit"."""
+        from .mutation import Mutation
+
+        return self.apply(Mutation(entity, count, ids, create))
+
+    @abstractmethod
+    def truth(self, entity: str) -> list[dict[str, Any]]:
+        """Every record of `entity` as the vendor knows it, ignoring visibility knobs:
+        [{"id", "modified", "state", "merged_into"}]; InvalidRequest if unknown or over TRUTH_MAX records."""
+
+    # --- the vendor's clock --------------------------------------------------------------------
+    def clock_ms(self) -> int:
+        """Now on the vendor's clock: the machine's plus the ``clock_offset_s`` fault."""
+        return int(time.time() * 1000 + self.faults.clock_offset_s * 1000)
+
+    def http_date(self) -> str:
+        """The RFC 7231 Date header value for now on the vendor's clock (whole seconds, floored)."""
+        return formatdate(math.floor(self.clock_ms() / 1000), usegmt=True)
+
+    def normalize_faults(self, patch: dict[str, Any]) -> dict[str, Any]:
+        """Check/convert vendor-only fault values before they are stored (InvalidRequest on bad ones)."""
+        return patch
+
+    def is_failure_body(self, head: bytes) -> bool:
+        """Whether a 2xx response whose body starts with `head` is an error (GraphQL errors come as 200)."""
+        return False
 
     # --- wire ----------------------------------------------------------------------------------
     @abstractmethod
@@ -344,3 +405,30 @@ class Vendor(ABC):
     # --- control helpers -----------------------------------------------------------------------
     def set_limit(self, limit: int | None, window_s: float | None) -> None:
         self.limiter.configure(limit, window_s if window_s is not None else self.default_limit[1])
+
+
+def truth_rows(
+    store: EntityStore,
+    rid: Callable[[int], str],
+    iso: Callable[[int], str],
+    state_of: Callable[[Override | None], str] | None = None,
+) -> list[dict[str, Any]]:
+    """Every record of a store as {"id", "modified", "state", "merged_into"} (the control API's truth)."""
+    if store.n_total > TRUTH_MAX:
+        raise InvalidRequest(f"truth is refused for more than {TRUTH_MAX} records ({store.n_total})")
+    out = []
+    for i in range(store.n_total):
+        o = store.overrides.get(i)
+        if o is None and i >= store.n_base:
+            continue
+        merged = o.merged_into if o is not None else None
+        state = state_of(o) if state_of is not None else (o.state if o is not None else LIVE)
+        out.append(
+            {
+                "id": rid(i),
+                "modified": iso(store.modified_ms(i)),
+                "state": state,
+                "merged_into": None if merged is None else rid(merged),
+            }
+        )
+    return out

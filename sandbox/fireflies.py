@@ -1,16 +1,19 @@
-"""Fireflies.ai GraphQL simulator (reference: vendor-apis.md §5): ``POST /graphql`` with a Bearer API
+"""Fireflies.ai GraphQL simulator (wire facts: docs/vendors.md, Fireflies): ``POST /graphql`` with a Bearer API
 key, the ``transcripts`` query (``limit`` ≤ 50, ``skip``, ``fromDate``/``toDate``, newest first), the
 response carrying exactly the selected fields, and Fireflies' error objects. Throttling (the Business
 plan's 60 requests per minute) is a GraphQL ``too_many_requests`` error in an HTTP 200 response, with
 the moment to retry (epoch ms) in ``extensions.metadata.retryAfter``.
 
 Transcripts have no modified time: meeting i starts 2 hours after meeting i-1 (plus up to 30 minutes
-of jitter); ``mutate`` edits transcripts in place and creates meetings that start now.
+of jitter); ``mutate`` edits transcripts in place and creates meetings that start now, or now +
+``time_offset_s``: Fireflies lists a transcript only once processing has finished, which can be hours
+after the meeting (https://docs.fireflies.ai/graphql-api/query/transcripts), so a new transcript can carry
+a meeting date far older than transcripts already listed. ``delete`` / ``purge``: the transcript is gone from
+every read (Fireflies has no deletion feed).
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -20,8 +23,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from . import gen
-from .core import Identity, InvalidRequest, SandboxRequest, Vendor, json_response, now_ms, parsed
+from .core import Identity, InvalidRequest, SandboxRequest, Vendor, json_response, parsed, truth_rows
 from .graphql import GraphQLSyntaxError, parse, project
+from .mutation import Mutation
 from .store import EntityStore, Group
 
 MAX_LIMIT = 50
@@ -29,6 +33,7 @@ MEETING_SPACING_MS = 2 * 3600 * 1000
 MAX_SIZE = 1_000_000
 _NS = uuid.UUID("4c3a1b9e-6a0f-4f5e-9d0c-2e8b7f1a6c33")
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+ACTIONS = frozenset({"edit", "delete", "purge"})
 _MEETINGS = ("Weekly sync", "Discovery call", "Product demo", "Pricing review", "Kickoff", "QBR")
 
 
@@ -86,28 +91,42 @@ class Fireflies(Vendor):
         prefix, mix1, origin = self._prefix, gen.mix1, gen.ORIGIN_MS
         return lambda i: origin + i * MEETING_SPACING_MS + mix1(prefix, i) % 1_800_000
 
-    def mutate(self, entity: str, count: int, ids: list[str] | None, create: int) -> dict[str, Any]:
-        """Edit ``ids`` (or the ``count`` latest transcripts) in place; create ``create`` meetings now."""
-        if entity != "transcripts":
-            raise InvalidRequest(f"fireflies: unknown entity {entity!r}")
-        store = self.transcripts
-        if ids is not None:
-            indices = [self._index(x) for x in ids]
-            if any(i is None for i in indices):
-                raise InvalidRequest(f"fireflies: unknown transcript id in {ids}")
+    def apply(self, m: Mutation) -> dict[str, Any]:
+        """Edit ``ids`` (or the ``count`` latest transcripts) in place, create meetings, delete or purge."""
+        if m.entity != "transcripts":
+            raise InvalidRequest(f"fireflies: unknown entity {m.entity!r}")
+        m.check("fireflies", "transcripts", ACTIONS, frozenset({"time_offset_s"}))
+        store, now = self.transcripts, self.clock_ms()
+        if m.ids is not None:
+            indices = [self._index(x) for x in m.ids]
+            if any(i is None or not store.is_live(i) for i in indices):
+                raise InvalidRequest(f"fireflies: unknown transcript id in {m.ids}")
         else:
-            indices = store.select([Group()]).page("modified", True, 0, count)
-        for i in indices:
+            indices = store.select([Group()], keep=store.is_live).page("modified", True, 0, m.count)
+        live = [i for i in dict.fromkeys(indices) if i is not None]
+        if m.action != "edit":
+            for i in live:
+                store.set_state(i, "deleted" if m.action == "delete" else "purged", now)
+            return {"ids": [self.transcript_id(i) for i in live], "created_ids": [], "modified_at": None}
+        for i in live:
             self._edits[i] = self._edits.get(i, 0) + 1
         created: list[int] = []
         date = None
-        if create:
-            date, created = store.bump([], create, int(now_ms()))
+        if m.create:
+            offset_ms = int((m.time_offset_s or 0) * 1000)
+            date = store.next_ms(now) if not offset_ms else now + offset_ms
+            created = store.create(m.create, date)
         return {
-            "ids": [self.transcript_id(i) for i in [*indices, *created]],
+            "ids": [self.transcript_id(i) for i in [*live, *created]],
             "created_ids": [self.transcript_id(i) for i in created],
             "date": date,
+            "modified_at": None,
         }
+
+    def truth(self, entity: str) -> list[dict[str, Any]]:
+        if entity != "transcripts":
+            raise InvalidRequest(f"fireflies: unknown entity {entity!r}")
+        return truth_rows(self.transcripts, self.transcript_id, gen.iso_ms)
 
     def transcript_id(self, i: int) -> str:
         h = gen.mix(self._prefix, i, 1)
@@ -176,11 +195,15 @@ class Fireflies(Vendor):
         key = req.bearer()
         return Identity(key, True) if key in self._keys else Identity(None, False)
 
+    def is_failure_body(self, head: bytes) -> bool:
+        return head.startswith((b'{"data":null', b'{"errors"'))
+
     def unauthorized(self, req: SandboxRequest) -> Response:
         return _error("auth_failed", "Invalid API key", 401, http_status=401)
 
     def rate_limited(self, retry_after_s: float | None) -> Response:
-        metadata = {"retryAfter": int(time.time() * 1000 + retry_after_s * 1000)} if retry_after_s is not None else None
+        # retryAfter is a moment on the vendor's clock (clock_offset_s moves it), not a duration.
+        metadata = {"retryAfter": int(self.clock_ms() + retry_after_s * 1000)} if retry_after_s is not None else None
         return _error("too_many_requests", "Too many requests. Please retry after some time.", 429, metadata=metadata)
 
     def server_error(self, status: int) -> Response:
@@ -205,19 +228,35 @@ class Fireflies(Vendor):
             return _graphql_error(str(exc), "GRAPHQL_PARSE_FAILED")
         data: dict[str, Any] = {}
         for name, node in roots.items():
-            if name != "transcripts":
+            if name == "user":  # the user the API key belongs to
+                key = parsed(request).bearer() or ""
+                data[name] = project(
+                    {"user_id": f"u{gen.account_number(key, 10)}", "email": "owner@example.com"}, node.fields, "User"
+                )
+                continue
+            if name not in ("transcripts", "transcript"):
                 return _graphql_error(f'Cannot query field "{name}" on type "Query".', "GRAPHQL_VALIDATION_FAILED")
             try:
-                records = self._transcripts(node.args)
+                records = self._transcripts(node.args) if name == "transcripts" else self._transcript(node.args)
             except InvalidRequest as exc:
                 return _error(
                     "invalid_arguments", "Invalid argument(s) were provided", 400, metadata={"message": str(exc)}
                 )
+            if records is None:  # transcript(id) of a deleted or unknown transcript
+                return _error("object_not_found", "Object not found", 404, metadata={"objectType": "Transcript"})
             try:
                 data[name] = project(records, node.fields, "Transcript")
             except KeyError as exc:
                 return _graphql_error(exc.args[0], "GRAPHQL_VALIDATION_FAILED")
         return json_response({"data": data})
+
+    def _transcript(self, args: dict[str, Any]) -> dict[str, Any] | None:
+        """``transcript(id: String!)``: one transcript, or None when it was deleted or never existed."""
+        transcript_id = args.get("id")
+        if not isinstance(transcript_id, str):
+            raise InvalidRequest("id must be a string")
+        i = self._index(transcript_id)
+        return None if i is None or not self.transcripts.is_live(i) else self.transcript(i)
 
     def _transcripts(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         limit, skip = args.get("limit"), args.get("skip") or 0
@@ -230,7 +269,8 @@ class Fireflies(Vendor):
         hi = _parse_date(args.get("toDate"), "toDate")
         if lo is not None and hi is not None and lo > hi:
             return []
-        # Both bounds inclusive (the docs do not say; vendor-apis.md §5.2).
+        # Both bounds inclusive (Fireflies does not document it).
         group = Group(ms=[(lo if lo is not None else -(1 << 62), hi + 1 if hi is not None else 1 << 62)])
-        page = self.transcripts.select([group]).page("modified", True, skip, limit)
+        store = self.transcripts
+        page = store.select([group], keep=store.is_live).page("modified", True, skip, limit)
         return [self.transcript(i) for i in page]

@@ -173,3 +173,8 @@ COMPANY_WORDS = (
 )
 COMPANY_SUFFIXES = ("Labs", "Systems", "Group", "Industries", "Analytics", "Logistics", "Health", "Capital")
 PRODUCTS = ("Platform", "Renewal", "Expansion", "Pilot", "Enterprise", "Support", "Onboarding", "Upgrade")
+
+
+def account_number(credential: str, digits: int = 9) -> int:
+    """A stable, made-up vendor account number for a credential: one tenant's portal, org or account."""
+    return name_code(f"account:{credential}") % 10**digits

@@ -1,10 +1,23 @@
-"""Gong API v2 simulator (reference: vendor-apis.md §3): Basic auth with an access key and secret,
+"""Gong API v2 simulator (wire facts: docs/vendors.md, Gong; Gong's API reference: https://help.gong.io/apidocs):
+Basic auth with an access key and secret,
 ``GET /v2/calls`` and ``POST /v2/calls/extensive`` filtered by start time and paged by an opaque
 cursor (100 per page), the 404 "No calls found" answer, Gong's ``{"requestId", "errors": [...]}``
 bodies, and a per-credential budget of 100 requests per rolling minute answered by 429 + Retry-After.
 
-Calls have no modified time. Call i starts 30 minutes after call i-1 (plus up to 10 minutes of jitter);
-``mutate`` edits calls in place (their start time stays) and creates calls that start now.
+Calls have no modified time. Gong documents that ``fromDateTime``/``toDateTime`` denote the SCHEDULED time of
+web-conference calls recorded by Gong and the actual START of every other call, so the sandbox filters and
+sorts on that "call time". The rule a client can compute from ``metaData``: the call time is ``scheduled``
+when ``system`` is in ``WEB_CONFERENCE_SYSTEMS`` (Zoom, Google Meet, Microsoft Teams, WebEx, GoToMeeting,
+BlueJeans), else ``started``. Conference calls start up to 4 minutes before or after their schedule (on a
+5-minute mark); other calls (dialers such as Outreach, Salesloft, Aircall, Gong Connect) are audio calls
+whose ``scheduled`` is ``started`` rounded down to 5 minutes. Call i's call time is 30 minutes after call
+i-1's, within a 10-minute jitter, so each call's ``started`` stays inside [call time - 4 min, call time + 14 min).
+
+Mutations (``POST /_sandbox/gong/mutate``): ``edit`` changes calls in place (their times stay); ``create``
+adds calls whose call time is now, or now + ``time_offset_s`` (Gong processes a call after it ends, and
+calls uploaded through ``POST /v2/calls`` carry their own, past, start times, so a call can appear hours
+after it started); ``system`` picks the created calls' recording system.
+``delete`` / ``purge``: the call is gone from every read (Gong has no deletion feed).
 """
 
 from __future__ import annotations
@@ -21,7 +34,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from . import gen
-from .core import Identity, InvalidRequest, SandboxRequest, Vendor, json_response, now_ms, parsed
+from .core import Identity, InvalidRequest, SandboxRequest, Vendor, json_response, parsed, truth_rows
+from .mutation import Mutation
 from .store import EntityStore, Group, Selection
 
 PAGE_SIZE = 100
@@ -32,8 +46,13 @@ NO_CALLS = "No calls found corresponding to the provided filters"
 _NS = uuid.UUID("0b6f1f0e-3a55-4d8e-8a57-62b2c7e2e5a1")
 _TZ = timezone(timedelta(hours=-8))  # Gong reports times in the workspace's zone, with an offset
 _PURPOSES = ("Discovery Call", "Demo Call", "Negotiation", "Onboarding", "Quarterly Review", "Renewal")
-_DIRECTIONS = ("Inbound", "Outbound", "Conference", "Unknown")
-_SYSTEMS = ("Zoom", "Google Meet", "Outreach", "Microsoft Teams")
+# Systems whose calls are web conferences: Gong filters them by their scheduled time (see the docstring).
+WEB_CONFERENCE_SYSTEMS = frozenset({"Zoom", "Google Meet", "Microsoft Teams", "WebEx", "GoToMeeting", "BlueJeans"})
+_SYSTEMS = ("Zoom", "Google Meet", "Outreach", "Microsoft Teams", "WebEx", "Salesloft", "Aircall", "Gong Connect")
+_PHONE_DIRECTIONS = ("Inbound", "Outbound")
+ACTIONS = frozenset({"edit", "delete", "purge"})
+SCHEDULE_GRID_MS = 300_000
+MAX_START_SKEW_S = 240  # a conference starts up to 4 minutes before or after its schedule
 _TOPICS = ("Pricing", "Security", "Integrations", "Timeline", "Competition", "Next Steps")
 
 
@@ -76,7 +95,7 @@ def _decode_cursor(cursor: str) -> int:
 class Gong(Vendor):
     name = "gong"
     default_sizes = {"calls": 120}
-    default_limit = (100, 60.0)  # the seed's Gong budget (QW-4); Gong's own is 3/s and 10,000/day
+    default_limit = (100, 60.0)  # the platform's Gong budget (100/min); Gong's own is 3/s and 10,000/day
     retry_after_when_limited = True
 
     def __init__(self) -> None:
@@ -97,31 +116,56 @@ class Gong(Vendor):
 
     def _base_start_ms(self) -> Callable[[int], int]:
         prefix, mix1, origin = self._prefix, gen.mix1, gen.ORIGIN_MS
-        # Strictly increasing: the jitter (under 10 min) is smaller than the spacing.
-        return lambda i: origin + i * CALL_SPACING_MS + mix1(prefix, i) % 600_000
 
-    def mutate(self, entity: str, count: int, ids: list[str] | None, create: int) -> dict[str, Any]:
-        """Edit ``ids`` (or the ``count`` latest calls) in place, and create ``create`` calls starting now."""
-        if entity != "calls":
-            raise InvalidRequest(f"gong: unknown entity {entity!r}")
-        store = self.calls
-        if ids is not None:
-            indices = [self._index(x) for x in ids]
-            if any(i is None for i in indices):
-                raise InvalidRequest(f"gong: unknown call id in {ids}")
+        def call_time(i: int) -> int:
+            # Strictly increasing: every offset below is at most 10 minutes, less than the spacing.
+            h = mix1(prefix, i)
+            if gen.pick(h, _SYSTEMS, 32) in WEB_CONFERENCE_SYSTEMS:
+                return origin + i * CALL_SPACING_MS + SCHEDULE_GRID_MS * (1 + (h >> 44) % 2)
+            return origin + i * CALL_SPACING_MS + h % 600_000
+
+        return call_time
+
+    def apply(self, m: Mutation) -> dict[str, Any]:
+        """Edit ``ids`` (or the ``count`` latest calls) in place, create calls, delete or purge calls."""
+        if m.entity != "calls":
+            raise InvalidRequest(f"gong: unknown entity {m.entity!r}")
+        m.check("gong", "calls", ACTIONS, frozenset({"time_offset_s", "system"}))
+        store, now = self.calls, self.clock_ms()
+        if m.ids is not None:
+            indices = [self._index(x) for x in m.ids]
+            if any(i is None or not store.is_live(i) for i in indices):
+                raise InvalidRequest(f"gong: unknown call id in {m.ids}")
         else:
-            indices = store.select([Group()]).page("modified", True, 0, count)
-        for i in indices:
+            indices = store.select([Group()], keep=store.is_live).page("modified", True, 0, m.count)
+        live = [i for i in dict.fromkeys(indices) if i is not None]
+        if m.action != "edit":
+            for i in live:
+                store.set_state(i, "deleted" if m.action == "delete" else "purged", now)
+            return {"ids": [self.call_id(i) for i in live], "created_ids": [], "modified_at": None}
+        for i in live:
             self._edits[i] = self._edits.get(i, 0) + 1
         created: list[int] = []
         started = None
-        if create:
-            started, created = store.bump([], create, int(now_ms()))
+        if m.create:
+            offset_ms = int((m.time_offset_s or 0) * 1000)
+            started = store.next_ms(now) if not offset_ms else now + offset_ms
+            created = store.create(m.create, started)
+            if m.system is not None:
+                for i in created:
+                    store.overrides[i].attrs = {"system": m.system}
         return {
-            "ids": [self.call_id(i) for i in [*indices, *created]],
+            "ids": [self.call_id(i) for i in [*live, *created]],
             "created_ids": [self.call_id(i) for i in created],
             "started_at": _iso(started) if started is not None else None,
+            "modified_at": None,
         }
+
+    def truth(self, entity: str) -> list[dict[str, Any]]:
+        if entity != "calls":
+            raise InvalidRequest(f"gong: unknown entity {entity!r}")
+        # The call time as the API shows it: whole seconds (scheduled or started, per WEB_CONFERENCE_SYSTEMS).
+        return truth_rows(self.calls, self.call_id, lambda ms: gen.iso_ms(ms - ms % 1000))
 
     def call_id(self, i: int) -> str:
         return str(ID_BASE + i)
@@ -132,33 +176,47 @@ class Gong(Vendor):
         i = int(call_id) - ID_BASE
         return i if 0 <= i < self.calls.n_total else None
 
+    def system(self, i: int) -> str:
+        o = self.calls.overrides.get(i)
+        chosen = (o.attrs or {}).get("system") if o is not None else None
+        return chosen or gen.pick(gen.mix1(self._prefix, i), _SYSTEMS, 32)
+
     def meta_data(self, i: int) -> dict[str, Any]:
         h = gen.mix1(self._prefix, i)
         cid = self.call_id(i)
-        started_ms = self.calls.modified_ms(i)
+        call_ms = self.calls.modified_ms(i)
+        system = self.system(i)
+        conference = system in WEB_CONFERENCE_SYSTEMS
+        if conference:
+            scheduled_ms, started_ms = (
+                call_ms,
+                call_ms + ((h >> 50) % (2 * MAX_START_SKEW_S + 1) - MAX_START_SKEW_S) * 1000,
+            )
+        else:
+            scheduled_ms, started_ms = call_ms - call_ms % SCHEDULE_GRID_MS, call_ms
         edits = self._edits.get(i, 0)
         company = gen.pick(h, gen.COMPANY_WORDS, 8)
         return {
             "id": cid,
             "url": f"https://app.gong.io/call?id={cid}",
             "title": f"{company} | {gen.pick(h, _PURPOSES, 16)}" + (f" (rev {edits})" if edits else ""),
-            "scheduled": _iso(started_ms - started_ms % 300_000),
+            "scheduled": _iso(scheduled_ms),
             "started": "not-a-date" if cid in self.faults.bad_records else _iso(started_ms),
             "duration": (h >> 20) % 3300 + 300,
             "primaryUserId": str(900_000_000_000_000 + (h >> 28) % 20),
-            "direction": gen.pick(h, _DIRECTIONS, 24),
-            "system": gen.pick(h, _SYSTEMS, 32),
+            "direction": "Conference" if conference else gen.pick(h, _PHONE_DIRECTIONS, 24),
+            "system": system,
             "scope": "External",
-            "media": "Video",
+            "media": "Video" if conference else "Audio",
             "language": "eng",
             "workspaceId": "623457276584334",
             "sdrDisposition": None,
             "clientUniqueId": None,
             "customData": None,
             "purpose": gen.pick(h, _PURPOSES, 16),
-            "meetingUrl": f"https://zoom.us/j/{(h >> 8) % 10**10:010d}",
+            "meetingUrl": f"https://zoom.us/j/{(h >> 8) % 10**10:010d}" if conference else None,
             "isPrivate": False,
-            "calendarEventId": f"{h % 10**12:012d}@google.com",
+            "calendarEventId": f"{h % 10**12:012d}@google.com" if conference else None,
         }
 
     def parties(self, i: int) -> list[dict[str, Any]]:
@@ -249,7 +307,7 @@ class Gong(Vendor):
         if call_ids is not None:
             indices = sorted({i for i in (self._index(str(c)) for c in call_ids) if i is not None})
             group.idx = [(i, i + 1) for i in indices]
-        return self.calls.select([group])
+        return self.calls.select([group], keep=self.calls.is_live)  # deleted calls are gone
 
     def _page(self, selection: Selection, cursor: str | None) -> tuple[list[int], dict[str, Any]]:
         offset = _decode_cursor(cursor) if cursor else 0

@@ -1,6 +1,31 @@
-"""HubSpot CRM v3 simulator (reference: vendor-apis.md §1): OAuth v1 refresh, object list and search
+"""HubSpot CRM v3 simulator (wire facts: docs/vendors.md, HubSpot): OAuth v1 refresh, object list and search
 for deals/contacts/companies/tasks, the 10,000-result search cap, HubSpot's error bodies and the
-100-requests-per-rolling-10-s limit."""
+100-requests-per-rolling-10-s limit.
+
+Lifecycle (``POST /_sandbox/hubspot/mutate`` actions), as HubSpot's CRM objects API behaves
+(https://developers.hubspot.com/docs/api/crm/understanding-the-crm):
+
+- ``delete`` / ``archive`` (one thing in HubSpot: deleting archives): the record leaves the list and search,
+  ``GET .../{id}`` answers 404, and ``GET .../{type}?archived=true`` lists it (same ``after`` paging) with
+  ``"archived": true`` and ``archivedAt``. Archiving leaves ``hs_lastmodifieddate``/``updatedAt`` alone.
+- ``restore``: back in list and search with its modified time bumped to the restore time.
+- ``merge`` (``ids`` lose, ``into`` survives; POST /crm/v3/objects/{type}/merge): a loser vanishes from list,
+  search and ``archived=true``; ``GET`` of a loser id answers the survivor's record; the survivor's
+  ``hs_merged_object_ids`` (returned when asked for in ``properties``) gains the loser ids, ``;``-joined,
+  and its modified time bumps.
+- ``purge`` (GDPR-style permanent delete): gone everywhere.
+
+Fault ``search_index_lag_ms`` (L): HubSpot documents search as eventually consistent ("it may take a few
+moments for created or updated records to appear in search results",
+https://developers.hubspot.com/docs/api/crm/search). While L > 0 a change made at vendor time t reaches
+the search endpoint only at t + L; until then search serves the record's previous version (old properties,
+old ``hs_lastmodifieddate``, so it also filters and sorts by the old time), a created record is missing and
+an archived one still shows. List, GET and ``archived=true`` see every change at once.
+
+Fault ``poison_records`` (``{"<record id>": {"<property>": "<value>"}}``): those records are served with
+those property values, as HubSpot stores and returns them: longer text than a warehouse column holds
+(HubSpot's text properties take 65,536 characters), NUL characters (JSON ``\u0000``), amounts of any size.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +33,7 @@ import base64
 import binascii
 import json
 import uuid
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,14 +51,18 @@ from .core import (
     SandboxRequest,
     Vendor,
     json_response,
-    now_ms,
     parsed,
     rate_remaining,
+    truth_rows,
 )
 from .core import InvalidRequest as BadRequest
-from .store import ALL, EntityStore, Group, numeric_ranges, ranges_and
+from .mutation import Mutation
+from .store import ALL, LIVE, EntityStore, Group, Lagged, numeric_ranges, ranges_and
 
 SEARCH_CAP = 10_000
+ACTIONS = frozenset({"edit", "delete", "archive", "restore", "merge", "purge"})
+ARCHIVED, MERGED, PURGED = "archived", "merged", "purged"
+MERGED_IDS = "hs_merged_object_ids"
 _NS = uuid.UUID("6d1f4c1e-2f7a-4c55-9a0b-5a6e1b7c0d42")
 _OPERATORS = {
     "EQ",
@@ -132,7 +162,7 @@ class ObjectSpec:
     fields: Callable[[int, int, int, int], dict[str, str]]  # (hash, index, version, created_ms) -> props
 
     def prop_names(self) -> set[str]:
-        return set(self.fields(0, 0, 0, 0)) | {"hs_object_id", "createdate", self.modified_prop}
+        return set(self.fields(0, 0, 0, 0)) | {"hs_object_id", "createdate", self.modified_prop, MERGED_IDS}
 
 
 OBJECTS = {
@@ -180,12 +210,14 @@ class HubSpot(Vendor):
     name = "hubspot"
     default_sizes = {"deals": 120, "contacts": 150, "companies": 60, "tasks": 80}
     default_limit = (100, 10.0)
+    extra_fault_keys = frozenset({"search_index_lag_ms", "poison_records"})
     token_ttl_s = 1800
 
     def __init__(self) -> None:
         super().__init__()
         self.apps = OAuthApps(_credential("default"))
         self.stores: dict[str, EntityStore] = {}
+        self.search_index: dict[str, Lagged] = {}
         self._hash_prefix: dict[str, int] = {}
         self._json_cache = RenderCache(JSON_CACHE_SIZE)
 
@@ -197,6 +229,7 @@ class HubSpot(Vendor):
         self._json_cache.clear()
         self._hash_prefix = {name: gen.mix(seed, gen.name_code("hubspot:" + name)) for name in OBJECTS}
         self.stores = {name: EntityStore(int(sizes[name]), self._base_ms_fn(name)) for name in OBJECTS}
+        self.search_index = {name: Lagged(store) for name, store in self.stores.items()}
 
     def _base_ms_fn(self, name: str) -> Callable[[int], int]:
         prefix = self._hash_prefix[name]
@@ -204,25 +237,101 @@ class HubSpot(Vendor):
         # Distinct and strictly increasing: one record per second plus a sub-second jitter.
         return lambda i: origin + i * 1000 + mix1(prefix, i) % 1000
 
-    def mutate(self, entity: str, count: int, ids: list[str] | None, create: int) -> dict[str, Any]:
+    def normalize_faults(self, patch: dict[str, Any]) -> dict[str, Any]:
+        poison = patch.get("poison_records")
+        if poison is not None and not (
+            isinstance(poison, dict)
+            and all(isinstance(p, dict) and all(isinstance(v, str | None) for v in p.values()) for p in poison.values())
+        ):
+            raise BadRequest('poison_records must be {"<record id>": {"<property>": "<text value or null>"}}')
+        return patch
+
+    def _poison(self) -> dict[str, dict[str, str | None]]:
+        return self.faults.extra.get("poison_records") or {}
+
+    def _lag_ms(self) -> float:
+        return float(self.faults.extra.get("search_index_lag_ms") or 0)
+
+    def searchable(self, spec: ObjectSpec) -> EntityStore:
+        """The search index's view of the object now (lagging the live records by search_index_lag_ms)."""
+        lag = self._lag_ms()
+        return self.search_index[spec.name].current(self.clock_ms(), lag > 0)
+
+    def apply(self, m: Mutation) -> dict[str, Any]:
+        spec = _BY_TYPE.get(m.entity)
+        if spec is None:
+            raise BadRequest(f"hubspot: unknown entity {m.entity!r} (one of {sorted(OBJECTS)})")
+        m.check("hubspot", spec.name, ACTIONS)
+        store, now = self.stores[spec.name], self.clock_ms()
+        self.search_index[spec.name].prepare(self._lag_ms() > 0)
+        if m.action == "merge":
+            return self._merge(spec, m, now)
+        wanted_state = ARCHIVED if m.action == "restore" else LIVE
+        if m.ids is not None:
+            indices = [self._existing(spec, x, wanted_state) for x in m.ids]
+        else:  # the `count` least recently modified live records
+            indices = store.select([Group()], keep=store.is_live).page("modified", False, 0, m.count)
+        indices = list(dict.fromkeys(indices))
+        created: list[int] = []
+        modified: int | None = None
+        if m.action == "edit":
+            if not indices and not m.create:
+                return {"ids": [], "created_ids": [], "modified_at": None}
+            modified, created = store.bump(indices, m.create, now)
+        elif m.action == "restore":
+            modified = store.next_ms(now)
+            for i in indices:
+                store.set_time(i, modified)
+                store.set_state(i, LIVE)
+        else:  # delete/archive keep the modified time; purge is final
+            for i in indices:
+                store.set_state(i, PURGED if m.action == "purge" else ARCHIVED, now)
+        changed = [*indices, *created]
+        self.search_index[spec.name].publish(changed, (modified or now) + int(self._lag_ms()), self._lag_ms() > 0)
+        return {
+            "ids": [str(spec.id_base + i) for i in changed],
+            "created_ids": [str(spec.id_base + i) for i in created],
+            "modified_at": None if modified is None else gen.iso_ms(modified),
+            "changed_at": gen.iso_ms(modified or now),
+        }
+
+    def _merge(self, spec: ObjectSpec, m: Mutation, now: int) -> dict[str, Any]:
+        store = self.stores[spec.name]
+        survivor = self._existing(spec, str(m.into), LIVE)
+        losers = list(dict.fromkeys(self._existing(spec, x, LIVE) for x in m.ids or []))
+        if survivor in losers:
+            raise BadRequest("hubspot: a record cannot be merged into itself")
+        t = store.next_ms(now)
+        for i in losers:
+            store.set_state(i, MERGED, now, merged_into=survivor)
+        o = store.set_time(survivor, t)
+        earlier = (o.attrs or {}).get(MERGED_IDS)
+        merged = ";".join([*([earlier] if earlier else []), *(str(spec.id_base + i) for i in losers)])
+        o.attrs = {**(o.attrs or {}), MERGED_IDS: merged}
+        self.search_index[spec.name].publish([*losers, survivor], t + int(self._lag_ms()), self._lag_ms() > 0)
+        return {
+            "ids": [str(spec.id_base + i) for i in [*losers, survivor]],
+            "created_ids": [],
+            "modified_at": gen.iso_ms(t),
+            "changed_at": gen.iso_ms(t),
+            "merged_into": str(spec.id_base + survivor),
+            MERGED_IDS: merged,
+        }
+
+    def _existing(self, spec: ObjectSpec, record_id: str, state: str) -> int:
+        i = self._index(spec, record_id)
+        if i is None:
+            raise BadRequest(f"hubspot: unknown {spec.name} id {record_id!r}")
+        actual = self.stores[spec.name].state(i)
+        if actual != state:
+            raise BadRequest(f"hubspot: {spec.name} {record_id} is {actual}, the action needs it {state}")
+        return i
+
+    def truth(self, entity: str) -> list[dict[str, Any]]:
         spec = _BY_TYPE.get(entity)
         if spec is None:
-            raise BadRequest(f"hubspot: unknown entity {entity!r}")
-        store = self.stores[spec.name]
-        if ids is not None:
-            indices = [self._index(spec, str(x)) for x in ids]
-            if any(i is None for i in indices):
-                raise BadRequest(f"hubspot: unknown {spec.name} id in {ids}")
-        else:
-            indices = store.select([Group()]).page("modified", False, 0, count)  # oldest first
-        if not indices and not create:
-            return {"ids": [], "created_ids": [], "modified_at": None}
-        t, created = store.bump([i for i in indices if i is not None], create, int(now_ms()))
-        return {
-            "ids": [str(spec.id_base + i) for i in [*dict.fromkeys(indices), *created]],
-            "created_ids": [str(spec.id_base + i) for i in created],
-            "modified_at": gen.iso_ms(t),
-        }
+            raise BadRequest(f"hubspot: unknown entity {entity!r} (one of {sorted(OBJECTS)})")
+        return truth_rows(self.stores[spec.name], lambda i: str(spec.id_base + i), gen.iso_ms)
 
     def _index(self, spec: ObjectSpec, record_id: str) -> int | None:
         if not record_id.isdigit():
@@ -230,26 +339,42 @@ class HubSpot(Vendor):
         i = int(record_id) - spec.id_base
         return i if 0 <= i < self.stores[spec.name].n_total else None
 
-    def record(self, spec: ObjectSpec, i: int, wanted: frozenset[str] | None = None) -> dict[str, Any]:
-        rid, props, created_iso, modified_iso = self._parts(spec, i, wanted)
-        return {"id": rid, "properties": props, "createdAt": created_iso, "updatedAt": modified_iso, "archived": False}
+    def record(
+        self, spec: ObjectSpec, i: int, wanted: frozenset[str] | None = None, store: EntityStore | None = None
+    ) -> dict[str, Any]:
+        rid, props, created_iso, modified_iso, archived_at = self._parts(spec, i, wanted, store)
+        out: dict[str, Any] = {
+            "id": rid,
+            "properties": props,
+            "createdAt": created_iso,
+            "updatedAt": modified_iso,
+            "archived": archived_at is not None,
+        }
+        if archived_at is not None:
+            out["archivedAt"] = archived_at
+        return out
 
-    def record_json(self, spec: ObjectSpec, i: int, wanted: frozenset[str] | None = None) -> str:
+    def record_json(
+        self, spec: ObjectSpec, i: int, wanted: frozenset[str] | None = None, store: EntityStore | None = None
+    ) -> str:
         """record() serialised by hand (generated values never need JSON escaping; tests check this) and
         cached, since building and encoding records is most of the cost of serving a page."""
-        o = self.stores[spec.name].overrides.get(i)
-        version, bad = (o.version if o else 0), self.faults.bad_records
-        cached = self._json_cache.get((spec.name, wanted), i, version)
+        o = (store or self.stores[spec.name]).overrides.get(i)
+        rev, bad, poison = (o.rev if o else 0), self.faults.bad_records, self._poison()
+        if poison and str(spec.id_base + i) in poison:  # vendor text: JSON-escaped, never cached
+            return json.dumps(self.record(spec, i, wanted, store), separators=(",", ":"))
+        cached = self._json_cache.get((spec.name, wanted), i, rev)
         if cached is not None and (not bad or str(spec.id_base + i) not in bad):
             return cached
-        rid, props, created_iso, modified_iso = self._parts(spec, i, wanted)
-        body = ",".join([f'"{k}":"{v}"' for k, v in props.items()])
+        rid, props, created_iso, modified_iso, archived_at = self._parts(spec, i, wanted, store)
+        body = ",".join([f'"{k}":"{v}"' if v is not None else f'"{k}":null' for k, v in props.items()])
+        tail = "false" if archived_at is None else f'true,"archivedAt":"{archived_at}"'
         out = (
             f'{{"id":"{rid}","properties":{{{body}}},"createdAt":"{created_iso}",'
-            f'"updatedAt":"{modified_iso}","archived":false}}'
+            f'"updatedAt":"{modified_iso}","archived":{tail}}}'
         )
         if rid not in bad:
-            self._json_cache.put((spec.name, wanted), i, version, out)
+            self._json_cache.put((spec.name, wanted), i, rev, out)
         return out
 
     def _parts(
@@ -257,25 +382,32 @@ class HubSpot(Vendor):
         spec: ObjectSpec,
         i: int,
         wanted: frozenset[str] | None,
-    ) -> tuple[str, dict[str, str], str, str]:
+        store: EntityStore | None = None,
+    ) -> tuple[str, dict[str, str | None], str, str, str | None]:
         h = gen.mix1(self._hash_prefix[spec.name], i)
         base_ms = gen.ORIGIN_MS + i * 1000
-        o = self.stores[spec.name].overrides.get(i)
+        o = (store or self.stores[spec.name]).overrides.get(i)
+        archived_at = None
         if o is None:
             modified, version, created = base_ms + h % 1000, 0, base_ms - (h >> 8) % (400 * gen.DAY_MS)
         else:
             modified, version = o.modified_ms, o.version
             created = o.created_ms if o.created_ms is not None else base_ms - (h >> 8) % (400 * gen.DAY_MS)
+            if o.state == ARCHIVED and o.state_ms is not None:
+                archived_at = gen.iso_ms(o.state_ms)
         rid = str(spec.id_base + i)
         created_iso, modified_iso = gen.iso_ms(created), gen.iso_ms(modified)
-        props = spec.fields(h, i, version, created)
+        props: dict[str, str | None] = dict(spec.fields(h, i, version, created))
         props["createdate"] = created_iso
         props["hs_object_id"] = rid
         props[spec.modified_prop] = "not-a-date" if rid in self.faults.bad_records else modified_iso
+        props.update(self._poison().get(rid, {}))
         if wanted is not None:
             keep = wanted | {"hs_object_id", "createdate", spec.modified_prop}
             props = {k: v for k, v in props.items() if k in keep}
-        return rid, props, created_iso, modified_iso
+            if MERGED_IDS in wanted:  # not a default property: present only when asked for
+                props[MERGED_IDS] = (o.attrs or {}).get(MERGED_IDS) if o is not None else None
+        return rid, props, created_iso, modified_iso, archived_at
 
     # --- identity and vendor error bodies ------------------------------------------------------
     def connection(self, base_url: str, tenant: str) -> dict[str, Any]:
@@ -363,6 +495,7 @@ class HubSpot(Vendor):
                 "refresh_token": cred.refresh_token,
                 "access_token": access,
                 "expires_in": self.token_ttl_s,
+                "hub_id": gen.account_number(cred.client_id, 8),  # the portal these credentials belong to
             }
         )
 
@@ -384,25 +517,38 @@ class HubSpot(Vendor):
             return _error(400, f"Invalid input: {exc}", "VALIDATION_ERROR")
         store = self.stores[spec.name]
         archived = str(_one(q.get("archived", "false"))).lower() == "true"
-        end = start if archived else min(start + limit, store.n_total)  # nothing here is archived
+        # `after` is the next index (id order) to look at; deleted records are skipped, never re-counted.
+        page, following = self._archived_page(store, start, limit) if archived else _live_page(store, start, limit)
         wanted = _wanted(q.get("properties"))
         paging = None
-        if end < store.n_total and not archived:
-            cursor = _encode_cursor(end)
+        if following is not None:
+            cursor = _encode_cursor(following)
             paging = {"next": {"after": cursor, "link": f"?after={quote(cursor)}"}}
-        results = [self.record_json(spec, i, wanted) for i in range(start, end)]
+        results = [self.record_json(spec, i, wanted) for i in page]
         return _page_response({}, results, paging, self.rate_limit_headers(rate_remaining(request)))
+
+    @staticmethod
+    def _archived_page(store: EntityStore, start: int, limit: int) -> tuple[list[int], int | None]:
+        archived = sorted(i for i in store.nonlive if store.state(i) == ARCHIVED)
+        k = bisect_left(archived, start)
+        page = archived[k : k + limit]
+        return page, (page[-1] + 1 if k + limit < len(archived) else None)
 
     async def _get(self, object_type: str, record_id: str, request: Request) -> Response:
         spec = self._spec_or_404(object_type)
         if isinstance(spec, Response):
             return spec
+        store, q = self.stores[spec.name], parsed(request).query
         i = self._index(spec, record_id)
-        if i is None:
+        if i is not None and store.state(i) == MERGED:  # HubSpot answers a merged-away id with the survivor
+            while i is not None and store.state(i) == MERGED:
+                i = store.overrides[i].merged_into
+        want = ARCHIVED if str(_one(q.get("archived", "false"))).lower() == "true" else LIVE
+        if i is None or store.state(i) != want:
             return _error(
                 404, "Object not found.  objectId are usually numeric.", "OBJECT_NOT_FOUND", context={"id": [record_id]}
             )
-        wanted = _wanted(parsed(request).query.get("properties"))
+        wanted = _wanted(q.get("properties"))
         return json_response(self.record(spec, i, wanted), headers=self.rate_limit_headers(rate_remaining(request)))
 
     async def _search(self, object_type: str, request: Request) -> Response:
@@ -410,6 +556,7 @@ class HubSpot(Vendor):
         if isinstance(spec, Response):
             return spec
         body = parsed(request).body
+        index = self.searchable(spec)
         try:
             if not isinstance(body, dict):
                 raise BadRequest("request body must be a JSON object")
@@ -421,25 +568,25 @@ class HubSpot(Vendor):
                     f"after must be less than {SEARCH_CAP}: the search endpoint returns at most "
                     f"{SEARCH_CAP} results per query"
                 )
-            groups = self._groups(spec, body.get("filterGroups") or [])
+            groups = self._groups(spec, body.get("filterGroups") or [], index)
             by, descending = _sort(spec, body.get("sorts") or [])
             wanted = body.get("properties")
             if wanted is not None and not isinstance(wanted, list):
                 raise BadRequest("properties must be a list")
         except BadRequest as exc:
             return _error(400, str(exc), "VALIDATION_ERROR")
-        selection = self.stores[spec.name].select(groups)
+        selection = index.select(groups, keep=index.is_live)  # archived, merged and purged never match
         page = selection.page(by, descending, max(offset, 0), limit)
         wanted_set = None if wanted is None else frozenset(str(p) for p in wanted)
         paging = None
         if offset + len(page) < selection.total and page:
             nxt = str(offset + len(page))
             paging = {"next": {"after": nxt, "link": f"?after={nxt}"}}
-        results = [self.record_json(spec, i, wanted_set) for i in page]
+        results = [self.record_json(spec, i, wanted_set, index) for i in page]
         # HubSpot sends no rate-limit headers on search responses.
         return _page_response({"total": selection.total}, results, paging, {})
 
-    def _groups(self, spec: ObjectSpec, raw_groups: Any) -> list[Group]:
+    def _groups(self, spec: ObjectSpec, raw_groups: Any, index: EntityStore) -> list[Group]:
         if not isinstance(raw_groups, list) or len(raw_groups) > 5:
             raise BadRequest("filterGroups must be a list of at most 5 groups")
         groups = []
@@ -451,7 +598,7 @@ class HubSpot(Vendor):
             for f in filters:
                 self._apply_filter(spec, group, checks, f)
             if checks:
-                group.residual = self._residual(spec, checks)
+                group.residual = self._residual(spec, checks, index)
             groups.append(group)
         return groups or [Group()]
 
@@ -484,13 +631,29 @@ class HubSpot(Vendor):
         self,
         spec: ObjectSpec,
         checks: list[tuple[str, str, dict[str, Any]]],
+        index: EntityStore,
     ) -> Callable[[int], bool]:
+        every = frozenset(spec.prop_names())
+
         # Filters on ordinary properties are evaluated per record: correct, but a scan of the range.
         def matches(i: int) -> bool:
-            props = self.record(spec, i)["properties"]
+            props = self.record(spec, i, every, index)["properties"]
             return all(_match(props.get(prop), op, f) for prop, op, f in checks)
 
         return matches
+
+
+def _live_page(store: EntityStore, start: int, limit: int) -> tuple[list[int], int | None]:
+    """Live records from index `start` on, in id order, and where the next page starts (None: no more)."""
+    page, i, n, skip = [], start, store.n_total, store.nonlive
+    while len(page) < limit and i < n:
+        if i not in skip:
+            page.append(i)
+        i += 1
+    j = i
+    while j < n and j in skip:
+        j += 1
+    return page, (i if j < n else None)
 
 
 def _page_response(

@@ -1,10 +1,25 @@
-"""monday.com GraphQL simulator (reference: vendor-apis.md §4): one POST /v2 endpoint answering
-``boards``, ``boards(ids) { items_page }`` and ``next_items_page``; the ``__last_updated__`` rule at day
-granularity; opaque cursors valid for 60 minutes; application errors as HTTP 200 + ``errors``.
+"""monday.com GraphQL simulator (wire facts: docs/vendors.md, monday.com): one POST /v2 endpoint answering
+``boards``, ``boards(ids) { items_page }``, ``next_items_page`` and ``items(ids:)``; the
+``__last_updated__`` rule at day granularity; opaque cursors valid for 60 minutes; application errors as
+HTTP 200 + ``errors``.
 
-Arguments must be passed as GraphQL variables (``items_page(limit: $limit, query_params: $params)``) or
-integer literals; the simulator reads the root field and its arguments, not a full GraphQL document, and
-answers every item field whatever the selection set asks for.
+The query is parsed by sandbox.graphql (root fields, arguments as literals or ``$variables``; no aliases or
+fragments); item and board fields are answered whatever the selection set asks for.
+
+Item lifecycle (https://developer.monday.com/api-reference/reference/items): every item has ``state``
+``active``, ``archived`` or ``deleted``. Mutate actions ``archive`` / ``delete`` set it and bump
+``updated_at``; ``restore`` makes it active again (bump); ``purge`` removes it for good (monday empties its
+trash after 30 days). ``items_page`` / ``next_items_page`` return active items only. The root query
+``items(ids: [ID!], exclude_nonactive: Boolean)`` (at most 100 ids) returns items in any state with their
+``state`` (``exclude_nonactive: true`` keeps active ones only); unknown or purged ids are simply absent.
+``items_page`` orders by ``order_by`` on ``__last_updated__`` or ``__creation_log__``; without ``order_by``
+items come in creation (= id) order.
+
+Boards (https://developer.monday.com/api-reference/reference/boards): ``boards(state: all|active|archived|
+deleted)``, default ``active``, carry a ``state``; mutate entity ``boards`` with ``archive``/``delete``/
+``restore`` changes a board's state. An archived or deleted board is therefore absent from ``boards`` (also
+``boards(ids: ...)``, so its ``items_page`` is unreachable) unless ``state`` asks for it; its items keep
+their own state, and ``items(ids:)`` still returns them.
 
 Monday-only faults (``/_sandbox/monday/faults``):
 - ``complexity_exhausted: N``: the next N queries get HTTP 200 + COMPLEXITY_BUDGET_EXHAUSTED, with
@@ -18,7 +33,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -28,8 +42,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from . import gen
-from .core import Identity, InvalidRequest, SandboxRequest, Vendor, json_response, now_ms, parsed
-from .store import INF, EntityStore, Group
+from .core import TRUTH_MAX, Identity, InvalidRequest, SandboxRequest, Vendor, json_response, now_ms, parsed
+from .graphql import GraphQLSyntaxError, Selection, parse
+from .mutation import Mutation
+from .store import INF, LIVE, EntityStore, Group
 
 CURSOR_TTL_MS = 60 * 60 * 1000
 MAX_LIMIT = 500
@@ -46,7 +62,11 @@ _PRIORITY = ((7, "Low"), (10, "Medium"), (11, "High"), (110, "Critical"))
 _TASK_VERBS = ("Prepare", "Review", "Send", "Schedule", "Follow up on", "Draft")
 _TASK_OBJECTS = ("proposal", "kickoff call", "contract", "renewal quote", "QBR deck", "security review")
 _RULE_OPS = {"greater_than_or_equals", "lower_than_or_equal", "any_of", "greater_than", "lower_than"}
-_ARG = re.compile(r"(\w+)\s*:\s*(\$\w+|-?\d+)")
+ITEM_ACTIONS = frozenset({"edit", "archive", "delete", "restore", "purge"})
+BOARD_ACTIONS = frozenset({"archive", "delete", "restore"})
+BOARD_STATES = ("active", "archived", "deleted")
+MAX_ITEM_IDS = 100
+_STATE_AFTER = {"archive": "archived", "delete": "deleted", "restore": LIVE}
 EXTRA_FAULTS = frozenset(
     {"complexity_exhausted", "complexity_retry_s", "complexity_code", "expire_cursors", "query_error"}
 )
@@ -95,6 +115,8 @@ class Monday(Vendor):
         super().__init__()
         self._tokens = {_token("default"): "default"}
         self.boards: list[EntityStore] = []
+        self.board_states: list[str] = []
+        self.board_changed: dict[int, int] = {}  # board -> ms of its last state change
         self._prefix = 0
 
     # --- dataset -------------------------------------------------------------------------------
@@ -107,6 +129,8 @@ class Monday(Vendor):
             EntityStore(n_items // n_boards + (1 if b < n_items % n_boards else 0), self._base_ms_fn(b))
             for b in range(n_boards)
         ]
+        self.board_states = ["active"] * n_boards
+        self.board_changed: dict[int, int] = {}
 
     def _base_ms_fn(self, board: int) -> Callable[[int], int]:
         prefix, origin = gen.mix(self._prefix, board), gen.ORIGIN_MS
@@ -120,30 +144,95 @@ class Monday(Vendor):
             return None
         return board, index
 
-    def mutate(self, entity: str, count: int, ids: list[str] | None, create: int) -> dict[str, Any]:
-        if entity != "items":
-            raise InvalidRequest(f"monday: unknown entity {entity!r}")
-        if ids is not None:
-            located = [self._locate(x) for x in ids]
-            if any(p is None for p in located):
-                raise InvalidRequest(f"monday: unknown item id in {ids}")
-            picks = [p for p in located if p is not None]
-        else:  # the oldest `count` items across all boards
+    def apply(self, m: Mutation) -> dict[str, Any]:
+        if m.entity == "boards":
+            return self._board_state(m)
+        if m.entity != "items":
+            raise InvalidRequest(f"monday: unknown entity {m.entity!r} (items or boards)")
+        m.check("monday", "items", ITEM_ACTIONS)
+        needs = ("archived", "deleted") if m.action == "restore" else (LIVE,)
+        if m.ids is not None:
+            located = [self._locate(x) for x in m.ids]
+            for raw, p in zip(m.ids, located, strict=True):
+                if p is None or self.boards[p[0]].state(p[1]) not in needs:
+                    raise InvalidRequest(f"monday: no {' or '.join(needs)} item {raw!r}")
+            picks = list(dict.fromkeys(p for p in located if p is not None))
+        else:  # the oldest `count` active items across all boards
             candidates = [
                 (store.modified_ms(i), b, i)
                 for b, store in enumerate(self.boards)
-                for i in store.select([Group()]).page("modified", False, 0, count)
+                for i in store.select([Group()], keep=store.is_live).page("modified", False, 0, m.count)
             ]
-            picks = [(b, i) for _, b, i in sorted(candidates)[:count]]
+            picks = [(b, i) for _, b, i in sorted(candidates)[: m.count]]
         changed: list[str] = []
+        created_ids: list[str] = []
         moment = None
+        now = self.clock_ms()
         for b, store in enumerate(self.boards):
             mine = [i for pb, i in picks if pb == b]
-            extra = create if b == 0 else 0
-            if mine or extra:
-                moment, created = store.bump(mine, extra, int(now_ms()))
-                changed += [self._item_id(b, i) for i in [*dict.fromkeys(mine), *created]]
-        return {"ids": changed, "modified_at": _iso_s(moment) if moment else None}
+            extra = m.create if b == 0 else 0
+            if not mine and not extra:
+                continue
+            created: list[int] = []
+            if m.action == "edit":
+                moment, created = store.bump(mine, extra, now)
+            elif m.action == "purge":
+                for i in mine:
+                    store.set_state(i, "purged", now)
+            else:  # archive, delete, restore: the state changes and updated_at moves
+                moment = store.next_ms(now)
+                for i in mine:
+                    store.set_time(i, moment)
+                    store.set_state(i, _STATE_AFTER[m.action], moment)
+            changed += [self._item_id(b, i) for i in [*mine, *created]]
+            created_ids += [self._item_id(b, i) for i in created]
+        return {"ids": changed, "created_ids": created_ids, "modified_at": _iso_s(moment) if moment else None}
+
+    def _board_state(self, m: Mutation) -> dict[str, Any]:
+        m.check("monday", "boards", BOARD_ACTIONS)
+        target = _STATE_AFTER[m.action] if m.action != "restore" else "active"
+        if m.ids is not None:
+            boards = [int(x) - BOARD_ID_BASE if str(x).isdigit() else -1 for x in m.ids]
+            if any(not 0 <= b < len(self.boards) for b in boards):
+                raise InvalidRequest(f"monday: unknown board id in {m.ids}")
+        else:
+            boards = [b for b, state in enumerate(self.board_states) if state == "active"][: m.count]
+        now = self.clock_ms()
+        for b in dict.fromkeys(boards):
+            self.board_states[b] = target
+            self.board_changed[b] = now
+        return {
+            "ids": [str(BOARD_ID_BASE + b) for b in dict.fromkeys(boards)],
+            "created_ids": [],
+            "modified_at": _iso_s(now) if boards else None,
+        }
+
+    def truth(self, entity: str) -> list[dict[str, Any]]:
+        if entity == "boards":
+            return [
+                {
+                    "id": str(BOARD_ID_BASE + b),
+                    "modified": _iso_s(self.board_changed.get(b, gen.ORIGIN_MS)),
+                    "state": "live" if state == "active" else state,
+                    "merged_into": None,
+                }
+                for b, state in enumerate(self.board_states)
+            ]
+        if entity != "items":
+            raise InvalidRequest(f"monday: unknown entity {entity!r} (items or boards)")
+        total = sum(store.n_total for store in self.boards)
+        if total > TRUTH_MAX:
+            raise InvalidRequest(f"truth is refused for more than {TRUTH_MAX} records ({total})")
+        return [
+            {
+                "id": self._item_id(b, i),
+                "modified": _iso_s(store.modified_ms(i)),
+                "state": store.state(i),
+                "merged_into": None,
+            }
+            for b, store in enumerate(self.boards)
+            for i in range(store.n_total)
+        ]
 
     def _item_id(self, board: int, index: int) -> str:
         return str(ITEM_ID_BASE + board * PER_BOARD + index)
@@ -154,10 +243,10 @@ class Monday(Vendor):
         o = store.overrides.get(i)
         modified = store.modified_ms(i)
         version = o.version if o else 0
-        created = (
+        created = (  # increasing with the index: ids are handed out in creation order
             o.created_ms
             if o and o.created_ms is not None
-            else gen.ORIGIN_MS + i * ITEM_SPACING_MS - (h >> 8) % (90 * gen.DAY_MS)
+            else gen.ORIGIN_MS - 90 * gen.DAY_MS + i * ITEM_SPACING_MS + (h >> 8) % ITEM_SPACING_MS
         )
         item_id = self._item_id(board, i)
         group_id, group_title = gen.pick(h, [f"{a}|{b}" for a, b in _GROUPS], 4).split("|")
@@ -191,7 +280,7 @@ class Monday(Vendor):
             + (f" (rev {version})" if version else ""),
             "created_at": _iso_s(created),
             "updated_at": "not-a-date" if item_id in self.faults.bad_records else _iso_s(modified),
-            "state": "active",
+            "state": "active" if store.is_live(i) else store.state(i),
             "group": {"id": group_id, "title": group_title},
             "board": {"id": str(BOARD_ID_BASE + board), "name": self._board_name(board)},
             "column_values": columns,
@@ -228,6 +317,11 @@ class Monday(Vendor):
         self._tokens[token] = tenant
         return {"credentials": {"api_token": token}, "config": {"base_url": base_url}}
 
+    def account_of(self, request: Request) -> int:
+        """The monday account of the calling token (each tenant's token belongs to its own account)."""
+        tenant = (request.state.sandbox_identity.credential or "").removeprefix("monday:")
+        return gen.account_number(tenant, 7) if tenant else ACCOUNT_ID
+
     def identify(self, req: SandboxRequest) -> Identity:
         raw = req.headers.get("authorization", "").strip()
         token = raw[7:].strip() if raw.lower().startswith("bearer ") else raw  # both forms are accepted
@@ -263,44 +357,85 @@ class Monday(Vendor):
                 raise GraphQLError("Field 'itemz' doesn't exist on type 'Board'", "GraphQLValidationError")
             if not isinstance(body, dict) or not isinstance(body.get("query"), str):
                 raise GraphQLError("No query string was present", "GraphQLValidationError")
-            query, variables = body["query"], body.get("variables") or {}
-            if "next_items_page" in query:
-                data = self._next_items_page(_args(query, "next_items_page", variables))
-            elif "items_page" in query:
-                data = self._items_page(_args(query, "boards", variables), _args(query, "items_page", variables))
-            elif "boards" in query:
-                data = self._boards(_args(query, "boards", variables))
-            else:
-                raise GraphQLError(
-                    "sandbox: only boards, items_page and next_items_page are served", "GraphQLValidationError"
-                )
+            variables = body.get("variables") or {}
+            try:
+                roots = parse(body["query"], variables if isinstance(variables, dict) else {})
+            except GraphQLSyntaxError as exc:
+                raise GraphQLError(str(exc), "GraphQLParseError") from None
+            data: dict[str, Any] = {}
+            for name, node in roots.items():
+                if name == "next_items_page":
+                    data.update(self._next_items_page(node.args))
+                elif name == "boards":
+                    data.update(self._boards(node))
+                elif name == "items":
+                    data.update(self._items(node.args))
+                else:
+                    raise GraphQLError(
+                        "sandbox: only boards, items, items_page and next_items_page are served",
+                        "GraphQLValidationError",
+                    )
         except GraphQLError as exc:
             return _errors(str(exc), exc.code, **exc.extensions)
-        return json_response({"data": data, "account_id": ACCOUNT_ID, "extensions": {"request_id": str(uuid.uuid4())}})
+        account = self.account_of(request)
+        return json_response({"data": data, "account_id": account, "extensions": {"request_id": str(uuid.uuid4())}})
 
-    def _boards(self, args: dict[str, Any]) -> dict[str, Any]:
+    def is_failure_body(self, head: bytes) -> bool:
+        return head.startswith(b'{"errors"')
+
+    def _boards(self, node: Selection) -> dict[str, Any]:
+        args = node.args
         limit, page = int(args.get("limit", 25)), int(args.get("page", 1))
         if page < 1 or limit < 1:
             raise GraphQLError("page and limit must be positive", "InvalidArgumentException")
-        ids = self._board_ids(args)
-        chosen = ids[(page - 1) * limit : page * limit]
-        return {"boards": [{"id": str(BOARD_ID_BASE + b), "name": self._board_name(b)} for b in chosen]}
+        state = str(args.get("state") or "active")
+        if state not in (*BOARD_STATES, "all"):
+            raise GraphQLError(f"Argument 'state' has an invalid value ({state})", "InvalidArgumentException")
+        ids = [b for b in self._board_ids(args) if state in ("all", self.board_states[b])]
+        items_page = (node.fields or {}).get("items_page")
+        out = []
+        for b in ids[(page - 1) * limit : page * limit]:
+            board: dict[str, Any] = {
+                "id": str(BOARD_ID_BASE + b),
+                "name": self._board_name(b),
+                "state": self.board_states[b],
+            }
+            if items_page is not None:
+                board["items_page"] = self._items_page(b, items_page.args)
+            out.append(board)
+        return {"boards": out}
 
     def _board_ids(self, args: dict[str, Any]) -> list[int]:
-        if "ids" not in args:
+        if "ids" not in args or args["ids"] is None:
             return list(range(len(self.boards)))
         raw = args["ids"] if isinstance(args["ids"], list) else [args["ids"]]
         wanted = {int(x) - BOARD_ID_BASE for x in raw if str(x).isdigit()}
         return [b for b in range(len(self.boards)) if b in wanted]
 
-    def _items_page(self, board_args: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
+    def _items_page(self, board: int, args: dict[str, Any]) -> dict[str, Any]:
         limit = _limit(args)
         group, by, descending = _query_params(args.get("query_params"))
-        boards = []
-        for b in self._board_ids(board_args):
-            cursor = {"b": b, "ms": group.ms, "by": by, "desc": descending, "off": 0, "t": int(now_ms())}
-            boards.append({"items_page": self._page(cursor, limit)})
-        return {"boards": boards}
+        cursor = {"b": board, "ms": group.ms, "by": by, "desc": descending, "off": 0, "t": int(now_ms())}
+        return self._page(cursor, limit)
+
+    def _items(self, args: dict[str, Any]) -> dict[str, Any]:
+        raw = args.get("ids")
+        if raw is None:
+            raise GraphQLError("sandbox: items needs ids", "InvalidArgumentException")
+        raw = raw if isinstance(raw, list) else [raw]
+        if len(raw) > MAX_ITEM_IDS:
+            raise GraphQLError(f"The ids argument accepts at most {MAX_ITEM_IDS} ids", "InvalidArgumentException")
+        active_only = bool(args.get("exclude_nonactive") or False)
+        out = []
+        for item_id in dict.fromkeys(str(x) for x in raw):
+            found = self._locate(item_id)
+            if found is None:
+                continue
+            state = self.boards[found[0]].state(found[1])
+            if state == "purged" or (active_only and state != LIVE):
+                continue
+            out.append(self.item(*found))
+        return {"items": out}
 
     def _next_items_page(self, args: dict[str, Any]) -> dict[str, Any]:
         limit = _limit(args)
@@ -318,7 +453,8 @@ class Monday(Vendor):
 
     def _page(self, cursor: dict[str, Any], limit: int) -> dict[str, Any]:
         board = cursor["b"]
-        selection = self.boards[board].select([Group(ms=[tuple(r) for r in cursor["ms"]])])
+        store = self.boards[board]
+        selection = store.select([Group(ms=[tuple(r) for r in cursor["ms"]])], keep=store.is_live)  # active only
         indices = selection.page(cursor["by"], cursor["desc"], cursor["off"], limit)
         following = cursor["off"] + len(indices)
         nxt = _encode_cursor({**cursor, "off": following}) if following < selection.total else None
@@ -332,17 +468,6 @@ def _countdown(extra: dict[str, Any], key: str) -> bool:
     return left > 0
 
 
-def _args(query: str, field: str, variables: dict[str, Any]) -> dict[str, Any]:
-    """The arguments of the first ``field(...)`` in the query, with ``$variables`` resolved."""
-    match = re.search(rf"\b{field}\s*\(([^)]*)\)", query)
-    if match is None:
-        return {}
-    out: dict[str, Any] = {}
-    for name, value in _ARG.findall(match.group(1)):
-        out[name] = variables.get(value[1:]) if value.startswith("$") else int(value)
-    return out
-
-
 def _limit(args: dict[str, Any]) -> int:
     limit = int(args.get("limit") or 25)
     if not 1 <= limit <= MAX_LIMIT:
@@ -351,7 +476,8 @@ def _limit(args: dict[str, Any]) -> int:
 
 
 def _query_params(params: Any) -> tuple[Group, str, bool]:
-    """``rules`` on ``__last_updated__`` (day granularity) and ``order_by`` on it or the default (id)."""
+    """``rules`` on ``__last_updated__`` (day granularity); ``order_by`` on it or on ``__creation_log__``
+    (creation order, which is id order); without ``order_by``, creation order."""
     group, by, descending = Group(), "index", False
     if not params:
         return group, by, descending
@@ -374,9 +500,12 @@ def _query_params(params: Any) -> tuple[Group, str, bool]:
         lo, hi = max(group.ms[0][0], bounds[0]), min(group.ms[0][1], bounds[1])
         group.ms = [(lo, hi)] if lo < hi else []
     for order in params.get("order_by") or []:
-        if order.get("column_id") != "__last_updated__":
-            raise GraphQLError("sandbox: order_by supports __last_updated__ only", "InvalidArgumentException")
-        by, descending = "modified", order.get("direction", "asc") == "desc"
+        column = order.get("column_id")
+        if column not in ("__last_updated__", "__creation_log__"):
+            raise GraphQLError(
+                "sandbox: order_by supports __last_updated__ and __creation_log__", "InvalidArgumentException"
+            )
+        by, descending = ("modified" if column == "__last_updated__" else "index"), order.get("direction") == "desc"
     return group, by, descending
 
 

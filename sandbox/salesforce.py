@@ -1,16 +1,51 @@
-"""Salesforce simulator (reference: vendor-apis.md §2): OAuth refresh-token flow, SOQL over REST
+"""Salesforce simulator (wire facts: docs/vendors.md, Salesforce): OAuth refresh-token flow, SOQL over REST
 (query / queryAll, ``nextRecordsUrl`` paging, ``COUNT()``), the Bulk API 2.0 query-job life cycle with
-CSV results read by ``Sforce-Locator``, Salesforce's JSON error arrays and its 403
-``REQUEST_LIMIT_EXCEEDED`` throttling.
+CSV results read by ``Sforce-Locator`` (sandbox.salesforce_bulk), ``sobjects/{type}/deleted`` and
+``sobjects/{type}/describe``, Salesforce's JSON error arrays and its 403 ``REQUEST_LIMIT_EXCEEDED`` throttling.
+The SOQL served is documented in sandbox.soql; datetime literals are unquoted, a quoted one is
+``MALFORMED_QUERY``. Fields beyond the generated ones: ``IsDeleted`` (all objects), ``MasterRecordId``
+(Account, Contact only; selecting it elsewhere is ``INVALID_FIELD``) and ``IsArchived`` (Task only).
 
-The SOQL grammar served is what a sync sends: ``SELECT <fields> | COUNT() FROM <object>
-[WHERE <datetime field> <op> <literal> [AND ...]] [ORDER BY <field> [ASC|DESC]] [LIMIT n]``.
-Datetime literals are unquoted, as in SOQL; a quoted one is ``MALFORMED_QUERY``.
+Lifecycle (``POST /_sandbox/salesforce/mutate`` actions), as documented for the REST API
+(https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_queryall.htm,
+https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_getdeleted.htm):
 
-Vendor-specific fault settings (``POST /_sandbox/salesforce/faults``):
-- ``fail_bulk_jobs``: the next N bulk query jobs created end ``Failed``;
-- ``bulk_polls_in_progress``: how many status polls a job reports ``InProgress`` before it
-  finishes (default 1).
+- ``delete``: ``query`` stops returning the row; ``queryAll`` (REST and Bulk ``"operation": "queryAll"``)
+  returns it with ``IsDeleted = true`` and ``SystemModstamp`` bumped to the deletion time; the ``deleted``
+  endpoint lists it with its ``deletedDate``.
+- ``purge`` (hard delete, or emptied recycle bin): gone from ``queryAll``, still listed by ``deleted``.
+- ``restore`` (undelete, from the recycle bin only): ``IsDeleted = false``, ``SystemModstamp`` bumps.
+- ``merge`` (Account and Contact; a master and at most two others, as Salesforce merges up to three
+  records): the losers get ``IsDeleted = true`` and ``MasterRecordId`` = the survivor in ``queryAll``; every
+  record involved gets a new ``SystemModstamp``.
+- ``archive`` (Task only; Salesforce archives old activities): ``IsArchived = true``, ``query`` stops
+  returning it, ``queryAll`` returns it with ``IsDeleted = false``; ``SystemModstamp`` is unchanged.
+
+``GET .../sobjects/{type}/deleted/?start=&end=`` lists records deleted in [start, end] with
+``earliestDateAvailable`` (15 days before now: the recycle bin's retention) and ``latestDateCovered``
+(min(end, now)); a ``start`` before ``earliestDateAvailable`` is 400 ``INVALID_REPLICATION_DATE``.
+
+Faults (``POST /_sandbox/salesforce/faults``), besides the Bulk ones in sandbox.salesforce_bulk:
+- ``commit_delay_ms`` (D): Salesforce stamps ``SystemModstamp`` when a transaction starts, but readers see
+  the row only once it commits, so a row can surface with a ``SystemModstamp`` older than rows already
+  read (Salesforce's replication guide says as much: ``latestDateCovered`` exists "to capture the changes
+  that started after this date but did not complete before the endDate",
+  https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_calls_getupdated_getupdatedresult.htm).
+  A change at vendor time t is stamped t and becomes visible to ``query``, ``queryAll``, ``COUNT()``, Bulk
+  jobs and ``deleted`` at t + D; before that they see the previous version (a created row is absent). Bulk
+  jobs snapshot visibility when created. Turning the fault off publishes everything still pending.
+- ``locator_ttl_s`` (default 900) and ``max_open_locators`` (default 10): a query locator
+  (``nextRecordsUrl``) is a server-side cursor that expires after 15 minutes of inactivity, and a user holds
+  at most 10; opening an 11th releases the oldest, and a released or expired locator answers 400
+  ``INVALID_QUERY_LOCATOR``
+  (https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_calls_query_querylocator.htm).
+  Salesforce relaxed these limits from API 56.0 (results kept 2 days, no per-user cap); the defaults model
+  the stricter documented behaviour. Locators are counted per credential; a fully read or expired query
+  holds none. Paging itself is deliberately unkind: each page is cut by offset from the current ordering,
+  so rows changed between pages can be skipped or repeated.
+- ``recycle_bin_emptied_at`` (ISO-8601 or "now"): moves ``earliestDateAvailable`` forward to that instant;
+  records deleted before it are gone from ``queryAll`` (hard-deleted).
+- ``fail_bulk_jobs``, ``bulk_polls_in_progress``, ``bulk_short_results``: see sandbox.salesforce_bulk.
 """
 
 from __future__ import annotations
@@ -19,42 +54,54 @@ import base64
 import binascii
 import itertools
 import re
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from . import gen
-from .core import Identity, OAuthApps, OAuthCredential, SandboxRequest, Vendor, json_response, now_ms, parsed
+from .core import (
+    Identity,
+    OAuthApps,
+    OAuthCredential,
+    SandboxRequest,
+    Vendor,
+    json_response,
+    parsed,
+    truth_rows,
+)
 from .core import InvalidRequest as BadRequest
-from .store import INF, EntityStore, Group, Selection
+from .mutation import Mutation
+from .salesforce_bulk import BulkJob, BulkQueries, json_datetime, one
+from .salesforce_bulk import errors as _errors
+from .soql import SObject, Soql, SoqlError, parse
+from .store import LIVE, EntityStore, Group, Lagged, Override, Selection
 
-JOB_ID_PREFIX = "750RO"
 QUERY_PAGE_DEFAULT = 2000
 QUERY_PAGE_MIN = 200
-DEFAULT_MAX_RECORDS = 50_000
 MAX_CURSORS = 1000  # open query cursors and jobs kept; older ones are forgotten
 MAX_SIZE = 10_000_000
 TOKEN_TTL_S = 7200  # Salesforce sends no expires_in: the org's session timeout applies (2 h default)
+RECYCLE_BIN_MS = 15 * gen.DAY_MS
+LOCATOR_TTL_S = 900
+MAX_OPEN_LOCATORS = 10
+MAX_MERGE_LOSERS = 2
+DELETED, MERGED, ARCHIVED, PURGED = "deleted", "merged", "archived", "purged"
 _NS = uuid.UUID("3b0c7d2e-58a4-4f0e-9d61-2a7c5e9b1f03")
 _VERSION = re.compile(r"^v\d{2,3}\.0$")
-_SOQL = re.compile(
-    r"^\s*SELECT\s+(?P<fields>.+?)\s+FROM\s+(?P<object>\w+)"
-    r"(?:\s+WHERE\s+(?P<where>.+?))?"
-    r"(?:\s+ORDER\s+BY\s+(?P<order>\w+)(?:\s+(?P<dir>ASC|DESC))?)?"
-    r"(?:\s+LIMIT\s+(?P<limit>\d+))?\s*$",
-    re.IGNORECASE | re.DOTALL,
+_NUMERIC_FAULTS = (
+    "commit_delay_ms",
+    "locator_ttl_s",
+    "max_open_locators",
+    "bulk_short_results",
+    "fail_bulk_jobs",
+    "bulk_polls_in_progress",
 )
-_CONDITION = re.compile(r"^\s*(?P<field>\w+)\s*(?P<op>>=|<=|!=|=|>|<)\s*(?P<value>\S+)\s*$")
-_DATETIME_LITERAL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?(Z|[+-]\d{2}:\d{2})$")
-_DATETIME_FIELDS = {"SystemModstamp", "LastModifiedDate"}  # both follow the record's modified time
-_DELIMITERS = {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET": "^", "BACKQUOTE": "`"}
-_LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
 
 _STAGES = (
     "Prospecting",
@@ -137,164 +184,81 @@ def _rev(version: int) -> str:
     return f" (rev {version})" if version else ""
 
 
-@dataclass(frozen=True)
-class SObject:
-    name: str
-    key_prefix: str
-    fields: Callable[[int, int, int, int], dict[str, Any]]  # (hash, index, version, created_ms) -> values
-
-    @property
-    def field_names(self) -> frozenset[str]:
-        return frozenset(self.fields(0, 0, 0, 0)) | {"Id", "CreatedDate", "SystemModstamp", "LastModifiedDate"}
-
-
+_BASE_ACTIONS = frozenset({"edit", "delete", "restore", "purge"})
 SOBJECTS = {
     s.name: s
     for s in (
-        SObject("Account", "001", _account),
-        SObject("Contact", "003", _contact),
-        SObject("Opportunity", "006", _opportunity),
-        SObject("Task", "00T", _task),
+        SObject(
+            "Account",
+            "001",
+            _account,
+            (("Name", "string"), ("Website", "url"), ("Industry", "picklist"), ("Phone", "phone")),
+            mergeable=True,
+        ),
+        SObject(
+            "Contact",
+            "003",
+            _contact,
+            (
+                ("FirstName", "string"),
+                ("LastName", "string"),
+                ("Email", "email"),
+                ("Phone", "phone"),
+                ("Title", "string"),
+                ("AccountId", "reference"),
+            ),
+            mergeable=True,
+        ),
+        SObject(
+            "Opportunity",
+            "006",
+            _opportunity,
+            (
+                ("Name", "string"),
+                ("Amount", "currency"),
+                ("StageName", "picklist"),
+                ("Type", "picklist"),
+                ("CloseDate", "date"),
+                ("OwnerId", "reference"),
+                ("AccountId", "reference"),
+            ),
+        ),
+        SObject(
+            "Task",
+            "00T",
+            _task,
+            (
+                ("Subject", "combobox"),
+                ("Status", "picklist"),
+                ("Priority", "picklist"),
+                ("ActivityDate", "date"),
+                ("TaskSubtype", "picklist"),
+                ("OwnerId", "reference"),
+            ),
+            archivable=True,
+        ),
     )
 }
 
 
-class SoqlError(Exception):
-    """A SOQL the org rejects: HTTP 400 with Salesforce's error code."""
-
-    def __init__(self, code: str, message: str):
-        self.code, self.message = code, message
-        super().__init__(message)
-
-
-@dataclass(frozen=True)
-class Soql:
-    sobject: SObject
-    fields: list[str]  # empty for COUNT()
-    groups: list[Group]
-    order_by: str  # "modified" or "index"
-    descending: bool
-    limit: int | None
-
-    @property
-    def is_count(self) -> bool:
-        return not self.fields
-
-
-def _malformed(message: str) -> SoqlError:
-    return SoqlError("MALFORMED_QUERY", message)
-
-
-def _literal_ms(field_name: str, value: str) -> int:
-    if value[:1] in ("'", '"'):
-        raise _malformed(
-            f"value of filter criterion for field '{field_name}' must be of type dateTime "
-            "and should not be enclosed in quotes"
-        )
-    if not _DATETIME_LITERAL.match(value):
-        raise _malformed(f"line 1:0 no viable alternative at character '{value[:20]}'")
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return int(moment.astimezone(UTC).timestamp() * 1000)
-
-
-def _time_range(op: str, ms: int) -> list[tuple[int, int]]:
-    ranges = {
-        ">=": [(ms, INF)],
-        ">": [(ms + 1, INF)],
-        "<": [(-INF, ms)],
-        "<=": [(-INF, ms + 1)],
-        "=": [(ms, ms + 1)],
-        "!=": [(-INF, ms), (ms + 1, INF)],
-    }
-    return ranges[op]
+def _actions(spec: SObject) -> frozenset[str]:
+    return _BASE_ACTIONS | ({"merge"} if spec.mergeable else set()) | ({"archive"} if spec.archivable else set())
 
 
 def parse_soql(text: str) -> Soql:
-    match = _SOQL.match(text or "")
-    if match is None:
-        raise _malformed("unexpected token: query must be SELECT <fields> FROM <object> ...")
-    sobject = SOBJECTS.get(match["object"])
-    if sobject is None:
-        raise SoqlError(
-            "INVALID_TYPE",
-            f"sObject type '{match['object']}' is not supported. If you are "
-            "attempting to use a custom object, be sure to append the '__c' after the entity name.",
-        )
-    raw_fields = [f.strip() for f in match["fields"].split(",")]
-    is_count = [f.upper() for f in raw_fields] == ["COUNT()"]
-    for name in [] if is_count else raw_fields:
-        if name not in sobject.field_names:
-            raise SoqlError(
-                "INVALID_FIELD",
-                f"No such column '{name}' on entity '{sobject.name}'. If you are "
-                "attempting to use a custom field, be sure to append the '__c' after the custom field "
-                "name. Please reference your WSDL or the describe call for the appropriate names.",
-            )
-    group = Group()
-    for condition in re.split(r"\s+AND\s+", match["where"] or "", flags=re.IGNORECASE) if match["where"] else []:
-        cond = _CONDITION.match(condition)
-        if cond is None or cond["field"] not in _DATETIME_FIELDS:
-            raise _malformed(
-                f"sandbox: WHERE supports {sorted(_DATETIME_FIELDS)} comparisons joined by AND, "
-                f"got {condition.strip()!r}"
-            )
-        ranges = _time_range(cond["op"], _literal_ms(cond["field"], cond["value"]))
-        group.ms = [(max(a, c), min(b, d)) for a, b in group.ms for c, d in ranges if max(a, c) < min(b, d)]
-    order = match["order"]
-    if is_count and order:
-        raise _malformed("ORDER BY is not allowed with COUNT()")
-    if order and order not in _DATETIME_FIELDS | {"Id"}:
-        raise _malformed(f"sandbox: ORDER BY supports SystemModstamp or Id, got {order!r}")
-    return Soql(
-        sobject=sobject,
-        fields=[] if is_count else raw_fields,
-        groups=[group],
-        order_by="modified" if order in _DATETIME_FIELDS else "index",
-        descending=(match["dir"] or "").upper() == "DESC",
-        limit=int(match["limit"]) if match["limit"] else None,
-    )
+    return parse(text, SOBJECTS)
 
 
 @dataclass
-class Cursor:
-    """A query's result set: a lazy selection of the store plus what to render from it."""
+class Locator:
+    """An open REST query cursor (``nextRecordsUrl``): what it reads and who holds it."""
 
     soql: Soql
-    selection: Selection
     version: str
-
-    @property
-    def total(self) -> int:
-        n = self.selection.total
-        return n if self.soql.limit is None else min(n, self.soql.limit)
-
-    def indices(self, offset: int, count: int) -> list[int]:
-        count = max(min(count, self.total - offset), 0)
-        return self.selection.page(self.soql.order_by, self.soql.descending, offset, count)
-
-
-@dataclass
-class BulkJob:
-    id: str
-    operation: str
-    cursor: Cursor
-    delimiter: str
-    line_ending: str
-    created: str
-    fails: bool
-    polls_in_progress: int
-    polls: int = 0
-    state: str = "UploadComplete"
-
-    def advance(self) -> None:
-        """One status poll: queued -> in progress for a while -> finished."""
-        if self.state in ("JobComplete", "Failed", "Aborted"):
-            return
-        self.polls += 1
-        if self.polls <= self.polls_in_progress:
-            self.state = "InProgress"
-        else:
-            self.state = "Failed" if self.fails else "JobComplete"
+    all_rows: bool  # queryAll
+    total: int  # totalSize as of the first page
+    credential: str | None
+    last_used: float  # machine clock, s
 
 
 def _credential(tenant: str) -> OAuthCredential:
@@ -304,41 +268,30 @@ def _credential(tenant: str) -> OAuthCredential:
     return OAuthCredential("3MVG9" + u("client"), u("secret").upper(), "5Aep861" + u("refresh"))
 
 
-def _errors(status: int, code: str, message: str) -> Response:
-    return json_response([{"message": message, "errorCode": code}], status)
-
-
-def _encode_locator(offset: int) -> str:
-    return base64.b64encode(str(offset).encode()).decode().rstrip("=")
-
-
-def _decode_locator(locator: str) -> int:
-    try:
-        offset = int(base64.b64decode(locator + "=" * (-len(locator) % 4)).decode())
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadRequest(f"invalid locator {locator!r}") from None
-    if offset < 0:
-        raise BadRequest(f"invalid locator {locator!r}")
-    return offset
-
-
-def _one(v: Any) -> Any:
-    return v[-1] if isinstance(v, list) else v
-
-
-class Salesforce(Vendor):
+class Salesforce(BulkQueries, Vendor):
     name = "salesforce"
     default_sizes = {"Opportunity": 120, "Contact": 150, "Account": 60, "Task": 80}
     # The org's daily API allocation (100,000 per rolling 24 h at the minimum paid tier).
     default_limit = (100_000, 86_400.0)
-    extra_fault_keys = frozenset({"fail_bulk_jobs", "bulk_polls_in_progress"})
+    extra_fault_keys = frozenset(
+        {
+            "fail_bulk_jobs",
+            "bulk_polls_in_progress",
+            "bulk_short_results",
+            "commit_delay_ms",
+            "locator_ttl_s",
+            "max_open_locators",
+            "recycle_bin_emptied_at",
+        }
+    )
 
     def __init__(self) -> None:
         super().__init__()
         self.apps = OAuthApps(_credential("default"))
         self.stores: dict[str, EntityStore] = {}
+        self.committed: dict[str, Lagged] = {}
         self._hash_prefix: dict[str, int] = {}
-        self._cursors: OrderedDict[str, Cursor] = OrderedDict()
+        self._locators: OrderedDict[str, Locator] = OrderedDict()
         self._jobs: OrderedDict[str, BulkJob] = OrderedDict()
         self._ids = itertools.count(1)
         self._api_usage = 0
@@ -350,7 +303,8 @@ class Salesforce(Vendor):
                 raise BadRequest(f"salesforce: unknown entity {name!r} or size outside 0..{MAX_SIZE}")
         self._hash_prefix = {name: gen.mix(seed, gen.name_code("salesforce:" + name)) for name in SOBJECTS}
         self.stores = {name: EntityStore(int(sizes[name]), self._base_ms_fn(name)) for name in SOBJECTS}
-        self._cursors.clear()
+        self.committed = {name: Lagged(store) for name, store in self.stores.items()}
+        self._locators.clear()
         self._jobs.clear()
         self._ids = itertools.count(1)
         self._api_usage = 0
@@ -360,25 +314,143 @@ class Salesforce(Vendor):
         # Distinct and strictly increasing: one record per second plus a sub-second jitter.
         return lambda i: origin + i * 1000 + mix1(prefix, i) % 1000
 
-    def mutate(self, entity: str, count: int, ids: list[str] | None, create: int) -> dict[str, Any]:
+    def _delay_ms(self) -> int:
+        return int(float(self.faults.extra.get("commit_delay_ms") or 0))
+
+    def readable(self, spec: SObject) -> EntityStore:
+        """The committed rows now: what queries, Bulk jobs and the deleted endpoint see."""
+        return self.committed[spec.name].current(self.clock_ms(), self._delay_ms() > 0)
+
+    def _emptied_ms(self) -> int | None:
+        raw = self.faults.extra.get("recycle_bin_emptied_at")
+        return None if raw is None else int(gen.parse_time_ms(raw) or 0)
+
+    def _hard_deleted(self, o: Override | None, emptied: int | None = None) -> bool:
+        """Purged, or deleted before the recycle bin was emptied (`emptied`: the fault's value, if known)."""
+        if o is None:
+            return False
+        if o.state == PURGED:
+            return True
+        emptied = self._emptied_ms() if emptied is None else emptied
+        return o.state in (DELETED, MERGED) and emptied is not None and (o.state_ms or 0) < emptied
+
+    def _keep(self, store: EntityStore, all_rows: bool) -> Callable[[int], bool]:
+        """Which overlay rows a query (live only) or queryAll (deleted and archived too) returns."""
+        if not all_rows:
+            return store.is_live
+        emptied = self._emptied_ms()
+        return lambda i: not self._hard_deleted(store.overrides[i], emptied)
+
+    def _select(self, soql: Soql, all_rows: bool, store: EntityStore) -> Selection:
+        return store.select(soql.groups, keep=self._keep(store, all_rows))
+
+    def _snapshot(self, soql: Soql, all_rows: bool) -> tuple[EntityStore, Selection]:
+        store = self.readable(soql.sobject).copy()
+        return store, self._select(soql, all_rows, store)
+
+    def _parse(self, text: str) -> Soql:
+        return parse_soql(text)
+
+    def _next_id(self) -> int:
+        return next(self._ids)
+
+    def normalize_faults(self, patch: dict[str, Any]) -> dict[str, Any]:
+        out = dict(patch)
+        for key in _NUMERIC_FAULTS:
+            value = out.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+                raise BadRequest(f"{key} must be a non-negative number, got {value!r}")
+        if out.get("max_open_locators") is not None and out["max_open_locators"] < 1:
+            raise BadRequest("max_open_locators must be at least 1")
+        emptied = out.get("recycle_bin_emptied_at")
+        if emptied is not None:
+            moment = self.clock_ms() if emptied == "now" else gen.parse_time_ms(emptied)
+            if moment is None or gen.parse_number(emptied) is not None:
+                raise BadRequest(f"recycle_bin_emptied_at must be ISO-8601 or 'now', got {emptied!r}")
+            out["recycle_bin_emptied_at"] = gen.iso_ms(int(moment))
+        return out
+
+    def apply(self, m: Mutation) -> dict[str, Any]:
+        spec = SOBJECTS.get(m.entity)
+        if spec is None:
+            raise BadRequest(f"salesforce: unknown entity {m.entity!r} (one of {sorted(SOBJECTS)})")
+        m.check("salesforce", spec.name, _actions(spec))
+        store, now = self.stores[spec.name], self.clock_ms()
+        self.committed[spec.name].prepare(self._delay_ms() > 0)
+        if m.action == "merge":
+            return self._merge(spec, m, now)
+        if m.ids is not None:
+            indices = list(dict.fromkeys(self._existing(spec, x, m.action) for x in m.ids))
+        else:  # the `count` least recently modified live rows
+            indices = store.select([Group()], keep=store.is_live).page("modified", False, 0, m.count)
+        created: list[int] = []
+        stamp: int | None = None
+        if m.action == "edit":
+            if not indices and not m.create:
+                return {"ids": [], "created_ids": [], "modified_at": None}
+            stamp, created = store.bump(indices, m.create, now)
+        elif m.action in ("delete", "restore"):
+            stamp = store.next_ms(now)
+            for i in indices:
+                store.set_time(i, stamp)
+                store.set_state(i, DELETED if m.action == "delete" else LIVE, stamp)
+        else:  # archive keeps SystemModstamp; purge is a hard delete (a deleted row keeps its deletedDate)
+            for i in indices:
+                store.set_state(i, ARCHIVED if m.action == "archive" else PURGED, now, keep_since=True)
+        changed = [*indices, *created]
+        at = stamp if stamp is not None else now
+        self.committed[spec.name].publish(changed, at + self._delay_ms(), self._delay_ms() > 0)
+        return {
+            "ids": [spec.record_id(i) for i in changed],
+            "created_ids": [spec.record_id(i) for i in created],
+            "modified_at": None if stamp is None else gen.iso_ms(stamp),
+            "changed_at": gen.iso_ms(at),
+            "visible_at": gen.iso_ms(at + self._delay_ms()),
+        }
+
+    def _merge(self, spec: SObject, m: Mutation, now: int) -> dict[str, Any]:
+        store = self.stores[spec.name]
+        survivor = self._existing(spec, str(m.into), "merge")
+        losers = list(dict.fromkeys(self._existing(spec, x, "merge") for x in m.ids or []))
+        if survivor in losers:
+            raise BadRequest("salesforce: a record cannot be merged into itself")
+        if len(losers) > MAX_MERGE_LOSERS:
+            raise BadRequest(f"salesforce: merge takes a master record and at most {MAX_MERGE_LOSERS} others")
+        stamp = store.next_ms(now)
+        for i in losers:
+            store.set_time(i, stamp)
+            store.set_state(i, MERGED, stamp, merged_into=survivor)
+        store.set_time(survivor, stamp)
+        self.committed[spec.name].publish([*losers, survivor], stamp + self._delay_ms(), self._delay_ms() > 0)
+        return {
+            "ids": [spec.record_id(i) for i in [*losers, survivor]],
+            "created_ids": [],
+            "modified_at": gen.iso_ms(stamp),
+            "changed_at": gen.iso_ms(stamp),
+            "visible_at": gen.iso_ms(stamp + self._delay_ms()),
+            "merged_into": spec.record_id(survivor),
+        }
+
+    def _existing(self, spec: SObject, record_id: str, action: str) -> int:
+        i = self._index(spec, record_id)
+        if i is None:
+            raise BadRequest(f"salesforce: unknown {spec.name} id {record_id!r}")
+        o = self.stores[spec.name].overrides.get(i)
+        state = "hard-deleted" if self._hard_deleted(o) else (o.state if o else LIVE)
+        allowed = {"restore": (DELETED, MERGED), "purge": (LIVE, DELETED, MERGED, ARCHIVED)}.get(action, (LIVE,))
+        if state not in allowed:
+            raise BadRequest(f"salesforce: {spec.name} {record_id} is {state}; {action} needs {' or '.join(allowed)}")
+        return i
+
+    def truth(self, entity: str) -> list[dict[str, Any]]:
         spec = SOBJECTS.get(entity)
         if spec is None:
             raise BadRequest(f"salesforce: unknown entity {entity!r} (one of {sorted(SOBJECTS)})")
-        store = self.stores[spec.name]
-        if ids is not None:
-            indices = [self._index(spec, x) for x in ids]
-            if any(i is None for i in indices):
-                raise BadRequest(f"salesforce: unknown {spec.name} id in {ids}")
-        else:
-            indices = store.select([Group()]).page("modified", False, 0, count)  # oldest first
-        if not indices and not create:
-            return {"ids": [], "created_ids": [], "modified_at": None}
-        t, created = store.bump([i for i in indices if i is not None], create, int(now_ms()))
-        return {
-            "ids": [_sf_id(spec.key_prefix, i) for i in [*dict.fromkeys(indices), *created]],
-            "created_ids": [_sf_id(spec.key_prefix, i) for i in created],
-            "modified_at": gen.iso_ms(t),
-        }
+
+        def state_of(o: Override | None) -> str:
+            return PURGED if self._hard_deleted(o) else (o.state if o else LIVE)
+
+        return truth_rows(self.stores[spec.name], spec.record_id, gen.iso_ms, state_of)
 
     def _index(self, spec: SObject, record_id: str) -> int | None:
         digits = record_id[5:15]
@@ -387,23 +459,30 @@ class Salesforce(Vendor):
         i = int(digits)
         return i if i < self.stores[spec.name].n_total else None
 
-    def values(self, spec: SObject, i: int) -> tuple[dict[str, Any], int, int]:
+    def values(self, spec: SObject, i: int, store: EntityStore) -> tuple[dict[str, Any], int, int]:
         """A record's field values (datetimes as epoch ms under their names), modified and created ms."""
         h = gen.mix1(self._hash_prefix[spec.name], i)
         base_ms = gen.ORIGIN_MS + i * 1000
-        o = self.stores[spec.name].overrides.get(i)
+        o = store.overrides.get(i)
         created = base_ms - (h >> 8) % (400 * gen.DAY_MS)
         if o is None:
             modified, version = base_ms + h % 1000, 0
         else:
             modified, version = o.modified_ms, o.version
             created = o.created_ms if o.created_ms is not None else created
-        return spec.fields(h, i, version, created), modified, created
+        values = spec.fields(h, i, version, created)
+        state = o.state if o is not None else LIVE
+        values["IsDeleted"] = state in (DELETED, MERGED)
+        if spec.mergeable:
+            values["MasterRecordId"] = spec.record_id(o.merged_into) if o and o.merged_into is not None else None
+        if spec.archivable:
+            values["IsArchived"] = state == ARCHIVED
+        return values, modified, created
 
-    def row(self, spec: SObject, i: int, fields: list[str], iso: Callable[[int], str]) -> list[Any]:
+    def row(self, spec: SObject, i: int, fields: list[str], iso: Callable[[int], str], store: EntityStore) -> list[Any]:
         """The selected fields of record i, in SELECT order; datetimes rendered by ``iso``."""
-        values, modified, created = self.values(spec, i)
-        rid = _sf_id(spec.key_prefix, i)
+        values, modified, created = self.values(spec, i, store)
+        rid = spec.record_id(i)
         stamp = "not-a-date" if rid in self.faults.bad_records else iso(modified)
         values.update(Id=rid, CreatedDate=iso(created), SystemModstamp=stamp, LastModifiedDate=iso(modified))
         return [values[f] for f in fields]
@@ -456,16 +535,16 @@ class Salesforce(Vendor):
     # --- routes --------------------------------------------------------------------------------
     def router(self) -> APIRouter:
         r = APIRouter()
+        data = "/services/data/{version}"
         r.add_api_route("/services/oauth2/token", self._token, methods=["POST"])
-        r.add_api_route("/services/data/{version}/query", self._query, methods=["GET"])
-        r.add_api_route("/services/data/{version}/queryAll", self._query, methods=["GET"])
-        r.add_api_route("/services/data/{version}/query/{cursor}", self._query_more, methods=["GET"])
-        r.add_api_route("/services/data/{version}/queryAll/{cursor}", self._query_more, methods=["GET"])
-        r.add_api_route("/services/data/{version}/jobs/query", self._create_job, methods=["POST"])
-        r.add_api_route("/services/data/{version}/jobs/query/{job_id}", self._job_info, methods=["GET"])
-        r.add_api_route("/services/data/{version}/jobs/query/{job_id}", self._abort_job, methods=["PATCH"])
-        r.add_api_route("/services/data/{version}/jobs/query/{job_id}", self._delete_job, methods=["DELETE"])
-        r.add_api_route("/services/data/{version}/jobs/query/{job_id}/results", self._results, methods=["GET"])
+        r.add_api_route(data + "/query", self._query, methods=["GET"])
+        r.add_api_route(data + "/queryAll", self._query, methods=["GET"])
+        r.add_api_route(data + "/query/{cursor}", self._query_more, methods=["GET"])
+        r.add_api_route(data + "/queryAll/{cursor}", self._query_more, methods=["GET"])
+        for slash in ("", "/"):
+            r.add_api_route(data + "/sobjects/{sobject}/deleted" + slash, self._deleted, methods=["GET"])
+            r.add_api_route(data + "/sobjects/{sobject}/describe" + slash, self._describe, methods=["GET"])
+        self.bulk_routes(r)
         return r
 
     async def _token(self, request: Request) -> Response:
@@ -489,9 +568,10 @@ class Salesforce(Vendor):
                 "signature": base64.b64encode(uuid.uuid4().bytes).decode(),
                 "scope": "api refresh_token",
                 "instance_url": instance,
-                "id": f"{instance}/id/00DRO0000000001AAA/005RO0000000001AAA",
+                # The identity URL names the org (00D…) and the user (005…) the token belongs to.
+                "id": f"{instance}/id/00DRO{gen.account_number(cred.client_id, 10):010d}AAA/005RO0000000001AAA",
                 "token_type": "Bearer",
-                "issued_at": str(int(now_ms())),
+                "issued_at": str(self.clock_ms()),
             }
         )
 
@@ -500,184 +580,144 @@ class Salesforce(Vendor):
             return None
         return _errors(404, "NOT_FOUND", "The requested resource does not exist")
 
-    def _open(self, soql_text: str, version: str) -> Cursor:
-        soql = parse_soql(soql_text)
-        selection = self.stores[soql.sobject.name].select(soql.groups)
-        return Cursor(soql, selection, version)
-
     def _remember(self, table: OrderedDict[str, Any], key: str, value: Any) -> None:
         table[key] = value
         while len(table) > MAX_CURSORS:
             table.popitem(last=False)
 
+    # --- REST query, query locators --------------------------------------------------------------
     async def _query(self, version: str, request: Request) -> Response:
         if (bad := self._bad_version(version)) is not None:
             return bad
         req = parsed(request)
         try:
-            cursor = self._open(str(_one(req.query.get("q", ""))), version)
+            soql = parse_soql(str(one(req.query.get("q", ""))))
         except SoqlError as exc:
             return _errors(400, exc.code, exc.message)
-        if cursor.soql.is_count:
-            return json_response(
-                {"totalSize": cursor.total, "done": True, "records": []}, headers=self._usage_headers()
-            )
+        all_rows = req.subpath.endswith("/queryAll")
+        selection = self._select(soql, all_rows, self.readable(soql.sobject))
+        total = selection.total if soql.limit is None else min(selection.total, soql.limit)
+        if soql.is_count:
+            return json_response({"totalSize": total, "done": True, "records": []}, headers=self._usage_headers())
         key = f"01gRO{next(self._ids):010d}AAA"
-        self._remember(self._cursors, key, cursor)
-        return self._query_page(key, cursor, 0, _batch_size(req), req.subpath)
+        credential = request.state.sandbox_identity.credential
+        locator = Locator(soql, version, all_rows, total, credential, time.time())
+        return self._query_page(key, locator, selection, 0, _batch_size(req), req.subpath)
 
     async def _query_more(self, version: str, cursor: str, request: Request) -> Response:
         if (bad := self._bad_version(version)) is not None:
             return bad
         key, _, offset = cursor.rpartition("-")
-        found = self._cursors.get(key)
-        if found is None or not offset.isdigit():
+        locator = self._locators.get(key)
+        now = time.time()
+        if locator is not None and now - locator.last_used > self._locator_ttl_s():
+            del self._locators[key]  # expired: 15 minutes (locator_ttl_s) without use
+            locator = None
+        credential = request.state.sandbox_identity.credential
+        if locator is None or not offset.isdigit() or locator.credential != credential:
             return _errors(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        locator.last_used = now
         req = parsed(request)
-        return self._query_page(key, found, int(offset), _batch_size(req), req.subpath.rsplit("/", 1)[0])
+        selection = self._select(locator.soql, locator.all_rows, self.readable(locator.soql.sobject))
+        return self._query_page(key, locator, selection, int(offset), _batch_size(req), req.subpath.rsplit("/", 1)[0])
 
-    def _query_page(self, key: str, cursor: Cursor, offset: int, size: int, base_path: str) -> Response:
-        spec, fields = cursor.soql.sobject, cursor.soql.fields
-        attrs_url = f"/services/data/{cursor.version}/sobjects/{spec.name}/"
+    def _query_page(
+        self, key: str, locator: Locator, selection: Selection, offset: int, size: int, base_path: str
+    ) -> Response:
+        """One page cut by offset from the current ordering (live paging: rows changed between pages move)."""
+        soql = locator.soql
+        spec, fields = soql.sobject, soql.fields
+        store = self.readable(spec)
+        attrs_url = f"/services/data/{locator.version}/sobjects/{spec.name}/"
+        wanted = max(min(size, locator.total - offset), 0)
         records = []
-        for i in cursor.indices(offset, size):
-            record = dict(zip(fields, self.row(spec, i, fields, _json_datetime), strict=True))
-            rid = _sf_id(spec.key_prefix, i)
-            records.append({"attributes": {"type": spec.name, "url": attrs_url + rid}, **record})
+        for i in selection.page(soql.order_by, soql.descending, offset, wanted):
+            record = dict(zip(fields, self.row(spec, i, fields, json_datetime, store), strict=True))
+            records.append({"attributes": {"type": spec.name, "url": attrs_url + spec.record_id(i)}, **record})
         end = offset + len(records)
-        body: dict[str, Any] = {"totalSize": cursor.total, "done": end >= cursor.total}
-        if end < cursor.total:
+        done = end >= locator.total or len(records) < wanted
+        body: dict[str, Any] = {"totalSize": locator.total, "done": done}
+        if done:
+            self._locators.pop(key, None)  # fully read: the cursor is released
+        else:
             body["nextRecordsUrl"] = f"{base_path}/{key}-{end}"
+            self._hold(key, locator)
         body["records"] = records
         return json_response(body, headers=self._usage_headers())
 
-    # --- Bulk API 2.0 --------------------------------------------------------------------------
-    async def _create_job(self, version: str, request: Request) -> Response:
+    def _locator_ttl_s(self) -> float:
+        ttl = self.faults.extra.get("locator_ttl_s")
+        return LOCATOR_TTL_S if ttl is None else float(ttl)
+
+    def _hold(self, key: str, locator: Locator) -> None:
+        """Keep a locator open; a credential's oldest open one is released beyond max_open_locators."""
+        if key in self._locators:
+            return
+        now, ttl = time.time(), self._locator_ttl_s()
+        for stale in [k for k, held in self._locators.items() if now - held.last_used > ttl]:
+            del self._locators[stale]
+        limit = int(self.faults.extra.get("max_open_locators") or MAX_OPEN_LOCATORS)
+        mine = [k for k, held in self._locators.items() if held.credential == locator.credential]
+        for released in mine[: max(len(mine) - limit + 1, 0)]:
+            del self._locators[released]
+        self._remember(self._locators, key, locator)
+
+    # --- deleted and describe ------------------------------------------------------------------
+    async def _deleted(self, version: str, sobject: str, request: Request) -> Response:
         if (bad := self._bad_version(version)) is not None:
             return bad
-        body = parsed(request).body
-        if not isinstance(body, dict):
-            return _errors(400, "JSON_PARSER_ERROR", "request body must be a JSON object")
-        operation = body.get("operation")
-        if operation not in ("query", "queryAll"):
-            return _errors(400, "INVALIDJOB", f"InvalidJob : Invalid operation: {operation}")
-        if body.get("contentType", "CSV") != "CSV":
-            return _errors(400, "INVALIDJOB", "InvalidJob : contentType must be CSV")
-        delimiter = _DELIMITERS.get(body.get("columnDelimiter", "COMMA"))
-        line_ending = _LINE_ENDINGS.get(body.get("lineEnding", "LF"))
-        if delimiter is None or line_ending is None:
-            return _errors(400, "INVALIDJOB", "InvalidJob : invalid columnDelimiter or lineEnding")
-        try:
-            cursor = self._open(str(body.get("query", "")), version)
-        except SoqlError as exc:
-            return _errors(400, exc.code, exc.message)
-        if cursor.soql.is_count:
-            return _errors(400, "API_ERROR", "Aggregate queries are not supported by the Bulk API")
-        extra = self.faults.extra
-        fails = int(extra.get("fail_bulk_jobs") or 0) > 0
-        if fails:
-            extra["fail_bulk_jobs"] = int(extra["fail_bulk_jobs"]) - 1
-        polls = extra.get("bulk_polls_in_progress")
-        job = BulkJob(
-            id=f"{JOB_ID_PREFIX}{next(self._ids):010d}AAA",
-            operation=operation,
-            cursor=cursor,
-            delimiter=delimiter,
-            line_ending=line_ending,
-            created=_json_datetime(int(now_ms())),
-            fails=fails,
-            polls_in_progress=1 if polls is None else int(polls),
-        )
-        self._remember(self._jobs, job.id, job)
-        return json_response(self._job_body(job, version))
-
-    def _job_body(self, job: BulkJob, version: str) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": job.id,
-            "operation": job.operation,
-            "object": job.cursor.soql.sobject.name,
-            "createdById": "005RO0000000001AAA",
-            "createdDate": job.created,
-            "systemModstamp": job.created,
-            "state": job.state,
-            "concurrencyMode": "Parallel",
-            "contentType": "CSV",
-            "apiVersion": float(version[1:]),
-            "jobType": "V2Query",
-            "lineEnding": "CRLF" if job.line_ending == "\r\n" else "LF",
-            "columnDelimiter": next(k for k, v in _DELIMITERS.items() if v == job.delimiter),
-        }
-        if job.polls:
-            done = job.state == "JobComplete"
-            body.update(
-                numberRecordsProcessed=job.cursor.total if done else 0, retries=0, totalProcessingTime=50 * job.polls
-            )
-        if job.state == "Failed":
-            body["errorMessage"] = "Failed to process query: FUNCTIONALITY_TEMPORARILY_UNAVAILABLE"
-        return body
-
-    def _job_or_404(self, job_id: str) -> BulkJob | Response:
-        job = self._jobs.get(job_id)
-        if job is None:
+        spec = SOBJECTS.get(sobject)
+        if spec is None:
             return _errors(404, "NOT_FOUND", "The requested resource does not exist")
-        return job
-
-    async def _job_info(self, version: str, job_id: str) -> Response:
-        job = self._job_or_404(job_id)
-        if isinstance(job, Response):
-            return job
-        job.advance()
-        return json_response(self._job_body(job, version), headers=self._usage_headers())
-
-    async def _abort_job(self, version: str, job_id: str, request: Request) -> Response:
-        job = self._job_or_404(job_id)
-        if isinstance(job, Response):
-            return job
-        body = parsed(request).body
-        if not isinstance(body, dict) or body.get("state") != "Aborted":
-            return _errors(400, "INVALIDJOBSTATE", "Only state Aborted can be set on a query job")
-        if job.state not in ("JobComplete", "Failed"):
-            job.state = "Aborted"
-        return json_response(self._job_body(job, version))
-
-    async def _delete_job(self, version: str, job_id: str) -> Response:
-        job = self._job_or_404(job_id)
-        if isinstance(job, Response):
-            return job
-        del self._jobs[job_id]
-        return Response(status_code=204)
-
-    async def _results(self, version: str, job_id: str, request: Request) -> Response:
-        job = self._job_or_404(job_id)
-        if isinstance(job, Response):
-            return job
-        if job.state != "JobComplete":
-            return _errors(
-                412,
-                "JOB_NOT_COMPLETE",
-                f"Job {job_id} is in state {job.state}; results are available once it is JobComplete",
-            )
         q = parsed(request).query
-        try:
-            offset = _decode_locator(str(_one(q["locator"]))) if q.get("locator") else 0
-            max_records = int(_one(q.get("maxRecords", DEFAULT_MAX_RECORDS)))
-            if max_records <= 0:
-                raise BadRequest("maxRecords must be positive")
-        except (BadRequest, ValueError) as exc:
-            return _errors(400, "INVALID_QUERY_LOCATOR" if "locator" in str(exc) else "INVALIDURL", str(exc))
-        cursor, fields, sep, eol = job.cursor, job.cursor.soql.fields, job.delimiter, job.line_ending
-        spec = cursor.soql.sobject
-        indices = cursor.indices(offset, max_records)
-        lines = [sep.join(f'"{f}"' for f in fields)]
-        for i in indices:
-            lines.append(sep.join(_csv_cell(v) for v in self.row(spec, i, fields, _csv_datetime)))
-        end = offset + len(indices)
-        headers = {
-            "Sforce-NumberOfRecords": str(len(indices)),
-            "Sforce-Locator": _encode_locator(end) if end < cursor.total else "null",
-            **self._usage_headers(),
+        now = self.clock_ms()
+        earliest = max(now - RECYCLE_BIN_MS, self._emptied_ms() or 0)
+        bounds = []
+        for name in ("start", "end"):
+            raw = one(q.get(name))
+            moment = None if raw is None else gen.parse_time_ms(raw)
+            if moment is None or gen.parse_number(raw) is not None:
+                return _errors(400, "INVALID_REPLICATION_DATE", f"{name} must be a dateTime, got {raw!r}")
+            bounds.append(int(moment))
+        start, end = bounds
+        if start < earliest:
+            return _errors(
+                400,
+                "INVALID_REPLICATION_DATE",
+                f"startDate must be on or after the earliest available date {json_datetime(earliest)}",
+            )
+        if end < start:
+            return _errors(400, "INVALID_REPLICATION_DATE", "endDate must be after startDate")
+        latest = min(end, now)
+        store = self.readable(spec)
+        found = sorted(
+            (o.state_ms, i)
+            for i in store.nonlive
+            if (o := store.overrides[i]).state in (DELETED, MERGED, PURGED)
+            and o.state_ms is not None
+            and start <= o.state_ms <= latest
+        )
+        body = {
+            "deletedRecords": [{"id": spec.record_id(i), "deletedDate": json_datetime(ms)} for ms, i in found],
+            "earliestDateAvailable": json_datetime(earliest),
+            "latestDateCovered": json_datetime(latest),
         }
-        return Response(eol.join(lines) + eol, 200, headers, media_type="text/csv")
+        return json_response(body, headers=self._usage_headers())
+
+    async def _describe(self, version: str, sobject: str) -> Response:
+        if (bad := self._bad_version(version)) is not None:
+            return bad
+        spec = SOBJECTS.get(sobject)
+        if spec is None:
+            return _errors(404, "NOT_FOUND", "The requested resource does not exist")
+        body = {
+            "name": spec.name,
+            "label": spec.name,
+            "keyPrefix": spec.key_prefix,
+            "queryable": True,
+            "fields": [{"name": n, "type": t, "label": n} for n, t in spec.field_types.items()],
+        }
+        return json_response(body, headers=self._usage_headers())
 
 
 def _client_auth(req: SandboxRequest) -> tuple[str | None, str | None]:
@@ -698,21 +738,6 @@ def _batch_size(req: SandboxRequest) -> int:
     match = re.search(r"batchSize=(\d+)", options)
     size = int(match.group(1)) if match else QUERY_PAGE_DEFAULT
     return min(max(size, QUERY_PAGE_MIN), QUERY_PAGE_DEFAULT)
-
-
-def _json_datetime(ms: int) -> str:
-    return gen.iso_ms(ms)[:-1] + "+0000"  # REST JSON: 2025-01-01T00:00:00.000+0000
-
-
-def _csv_datetime(ms: int) -> str:
-    return gen.iso_ms(ms)  # Bulk CSV: 2025-01-01T00:00:00.000Z
-
-
-def _csv_cell(value: Any) -> str:
-    if value is None:
-        return ""  # Bulk CSV sends nulls as empty values
-    text = str(value)
-    return '"' + (text.replace('"', '""') if '"' in text else text) + '"'
 
 
 __all__ = ["SOBJECTS", "Salesforce", "parse_soql"]

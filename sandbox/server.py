@@ -26,7 +26,8 @@ def make_server(
 ) -> tuple[uvicorn.Server, socket.socket]:
     # Binding the socket ourselves lets port 0 pick a free port we know before serving starts.
     sock = bind(host, port)
-    config = uvicorn.Config(build_app(seed=seed), log_level="warning", workers=1, access_log=False)
+    # date_header=False: the gate sends the one Date header, from the vendor's clock (sandbox.gate).
+    config = uvicorn.Config(build_app(seed=seed), log_level="warning", workers=1, access_log=False, date_header=False)
     return uvicorn.Server(config), sock
 
 

@@ -28,7 +28,8 @@ from sync_assets.runs import (
     SCHEDULED_PRIORITY,
     SYNC_ID_TAG,
     SYNC_TYPE_TAG,
-    connector_asset_names,
+    sync_asset_names,
+    sync_run_config,
 )
 
 
@@ -57,7 +58,7 @@ def accepted_not_launched(warehouse: WarehouseResource) -> set[str]:
 
 
 def asset_selection(connectors: list[str]) -> list[AssetKey]:
-    return [AssetKey(name.split("/")) for name in connector_asset_names(connectors)]
+    return [AssetKey(name.split("/")) for name in sync_asset_names(connectors)]
 
 
 def build_daily_schedule(job):
@@ -96,6 +97,8 @@ def build_daily_schedule(job):
                 RunRequest(
                     run_key=f"daily:{workspace_id}:{day}",
                     asset_selection=asset_selection(connectors),
+                    # Explicit, so the run's config in the UI says what the steps did.
+                    run_config=sync_run_config(connectors, full_refresh=False),
                     tags={
                         PARTITION_TAG: workspace_id,
                         SYNC_TYPE_TAG: "scheduled",

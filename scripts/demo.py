@@ -16,6 +16,7 @@ import requests
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 from sqlalchemy import text
 
+from resources.connection_config import ENDPOINT_KEYS
 from resources.control_plane import upsert_connection, upsert_workspace
 from resources.db import get_engine
 from resources.settings import REPO_ROOT, sandbox_port, warehouse_url
@@ -23,11 +24,21 @@ from scripts.environment import prepare_embedded_environment
 from sync_assets import CONNECTORS
 from sync_assets.partitions import workspace_partitions
 from sync_assets.runs import PARTITION_TAG, SYNC_TYPE_TAG
+from sync_assets.state import watermark_text
 
 WORKSPACE = "demo"
 SEED = 42
 EDITS_PER_ENTITY = 3
-ASSET_FIELDS = ("mode", "records_synced", "records_failed")
+# Deletions the incremental runs make at the vendors, each on the entity's last live record: (vendor,
+# entity, action). Merges fold the last record into the one before it.
+DELETIONS = (
+    ("hubspot", "deals", "archive"),
+    ("salesforce", "Opportunity", "delete"),
+    ("monday", "items", "archive"),
+    ("google_drive", "files", "trash"),
+)
+MERGES = (("hubspot", "contacts"), ("salesforce", "Account"))
+ASSET_FIELDS = ("mode", "records_synced", "records_deleted", "records_failed")
 TABLES = ("deals", "contacts", "accounts", "calls", "documents", "tasks")
 
 
@@ -82,7 +93,25 @@ def prepare_sandbox(url: str, incremental: bool) -> dict[str, Any]:
                 # Containers (e.g. Monday boards) have no editable records; every record entity does.
                 if response.status_code != 400:
                     response.raise_for_status()
+        delete_and_merge(url)
     return requests.get(f"{url}/_sandbox/connections", timeout=30).json()
+
+
+def delete_and_merge(url: str) -> None:
+    """A few deletions, archives and merges at the vendors, for the incremental run to carry over."""
+
+    def live_ids(vendor: str, entity: str) -> list[str]:
+        truth = requests.get(f"{url}/_sandbox/{vendor}/truth", params={"entity": entity}, timeout=30).json()
+        return [r["id"] for r in truth["records"] if r["state"] == "live"]
+
+    def mutate(vendor: str, entity: str, **body: Any) -> None:
+        requests.post(f"{url}/_sandbox/{vendor}/mutate", json={"entity": entity, **body}, timeout=30).raise_for_status()
+
+    for vendor, entity, action in DELETIONS:
+        mutate(vendor, entity, action=action, ids=live_ids(vendor, entity)[-1:])
+    for vendor, entity in MERGES:
+        survivor, loser = live_ids(vendor, entity)[-2:]
+        mutate(vendor, entity, action="merge", ids=[loser], into=survivor)
 
 
 def register(offered: dict[str, Any], instance: DagsterInstance) -> list[str]:
@@ -90,7 +119,9 @@ def register(offered: dict[str, Any], instance: DagsterInstance) -> list[str]:
     upsert_workspace(engine, WORKSPACE, "Demo workspace")
     names = [c.name for c in CONNECTORS if c.name in offered]
     for name in names:
-        upsert_connection(engine, WORKSPACE, name, offered[name]["credentials"], offered[name]["config"])
+        # The sandbox offers its endpoints too; they are the operator's setting (SYNC_VENDOR_SANDBOX_URL).
+        config = {k: v for k, v in offered[name]["config"].items() if k not in ENDPOINT_KEYS}
+        upsert_connection(engine, WORKSPACE, name, offered[name]["credentials"], config)
     instance.add_dynamic_partitions(workspace_partitions.name, [WORKSPACE])
     return names
 
@@ -143,6 +174,7 @@ def sync_log_since(started: datetime) -> list[Any]:
 def summarize(instance: DagsterInstance, started: datetime, elapsed_s: float) -> dict[str, Any]:
     engine = get_engine(warehouse_url())
     tables: dict[str, dict[str, int]] = {}
+    deleted: dict[str, int] = {}
     with engine.connect() as conn:
         for table in TABLES:
             counts = conn.execute(
@@ -150,6 +182,9 @@ def summarize(instance: DagsterInstance, started: datetime, elapsed_s: float) ->
                 {"w": WORKSPACE},
             )
             tables[table] = {source: count for source, count in counts}
+            deleted[table] = conn.execute(
+                text(f"SELECT count(*) FROM {table} WHERE workspace_id = :w AND is_deleted"), {"w": WORKSPACE}
+            ).scalar_one()
     runs = sync_log_since(started)
     watermarks: dict[str, Any] = {}
     synced: dict[str, Any] = {}
@@ -163,11 +198,12 @@ def summarize(instance: DagsterInstance, started: datetime, elapsed_s: float) ->
                 continue
             meta = records[0].asset_materialization.metadata
             name = f"{connector.name}/{entity.name}"
-            watermarks[name] = getattr(meta.get("watermark"), "value", None)
+            watermarks[name] = watermark_text(meta)
             synced[name] = {k: getattr(meta.get(k), "value", None) for k in ASSET_FIELDS}
     return {
         "workspace": WORKSPACE,
         "tables": tables,
+        "deleted_rows": deleted,
         "records_failed": sum(r.records_failed for r in runs),
         "watermarks": watermarks,
         "assets": synced,
@@ -177,15 +213,17 @@ def summarize(instance: DagsterInstance, started: datetime, elapsed_s: float) ->
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    say("\nRows in the warehouse (workspace 'demo'):")
+    say("\nRows in the warehouse (workspace 'demo'; deleted rows are kept, marked is_deleted):")
     for table, by_source in summary["tables"].items():
         detail = ", ".join(f"{source} {count}" for source, count in by_source.items()) or "-"
-        say(f"  {table:<10} {sum(by_source.values()):>6}   ({detail})")
+        gone = summary["deleted_rows"][table]
+        say(f"  {table:<10} {sum(by_source.values()):>6}   {f'{gone} deleted':<11} ({detail})")
     say("\nThis sync, per asset:")
     for name, info in summary["assets"].items():
         say(
             f"  {name:<26} {info['mode'] or '-':<12} synced {info['records_synced'] or 0:>5}  "
-            f"failed {info['records_failed'] or 0:>3}  watermark {summary['watermarks'].get(name) or '-'}"
+            f"deleted {info['records_deleted'] or 0:>3}  failed {info['records_failed'] or 0:>3}  "
+            f"watermark {summary['watermarks'].get(name) or '-'}"
         )
     say(f"\nFailed records (dead-lettered in sync_errors): {summary['records_failed']}")
     say(f"Connector status: {', '.join(f'{k} {v}' for k, v in summary['connectors'].items())}")
@@ -198,11 +236,16 @@ def main() -> int:
     instance = DagsterInstance.get()
     incremental = has_synced_before(instance)
     sandbox, url = start_sandbox(root / "sandbox.log")
+    os.environ["SYNC_VENDOR_SANDBOX_URL"] = url  # the operator's setting: the sync run calls the sandbox
     try:
         offered = prepare_sandbox(url, incremental)
         connectors = register(offered, instance)
         say(f"Sandbox at {url}; workspace '{WORKSPACE}' has {len(connectors)} connection(s): {', '.join(connectors)}")
-        kind = "incremental: a few records were edited since the last demo" if incremental else "first sync: full"
+        kind = (
+            "incremental: since the last demo a few records were edited, and some deleted, archived or merged"
+            if incremental
+            else "first sync: full"
+        )
         say(f"Running sync_workspace ({kind})")
         started = datetime.now(UTC)
         clock = time.monotonic()

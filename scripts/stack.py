@@ -186,6 +186,12 @@ def _ports() -> tuple[int, int, int]:
     )
 
 
+def point_vendors_at_sandbox(sandbox_port: int) -> None:
+    """The operator's setting that the code server, run workers and API inherit: vendors are called at
+    the local sandbox (unless SYNC_VENDOR_SANDBOX_URL already names one)."""
+    os.environ.setdefault("SYNC_VENDOR_SANDBOX_URL", f"http://127.0.0.1:{sandbox_port}")
+
+
 def _api_exists() -> bool:
     return (REPO_ROOT / "api" / "app.py").exists()
 
@@ -204,6 +210,8 @@ def up() -> None:
     migrate()
     dagster_port, api_port, sandbox_port = _ports()
     with_sandbox = os.environ.get("WITH_SANDBOX") == "1"
+    if with_sandbox:
+        point_vendors_at_sandbox(sandbox_port)
     env = dict(os.environ)
     found = services(
         env,
@@ -260,6 +268,7 @@ def dev() -> None:
     prepare_embedded_environment()
     os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE", "1")
     dagster_port, api_port, sandbox_port = _ports()
+    point_vendors_at_sandbox(sandbox_port)
     env = dict(os.environ)
     found = start(
         services(env, dagster_port=dagster_port, api_port=api_port, sandbox_port=sandbox_port, with_api=_api_exists()),

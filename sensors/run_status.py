@@ -9,10 +9,12 @@ UI (``__ASSET_JOB``) count too; runs are filtered here to those of a workspace w
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from dagster import (
+    DagsterEvent,
     DagsterEventType,
     DagsterInstance,
     DagsterRun,
@@ -30,9 +32,17 @@ from resources import schema
 from resources.notifier import NotifierResource, job_id_of
 from resources.warehouse import WarehouseResource
 from resources.webhooks.config import has_webhook
-from sync_assets import CONNECTORS
-from sync_assets.loop import SYNC_ID_TAG
-from sync_assets.runs import PARTITION_TAG, timed_out_message, worker_lost_message
+from sync_assets import CONNECTORS, CONNECTORS_BY_NAME
+from sync_assets.runs import (
+    PARTITION_TAG,
+    SYNC_ID_TAG,
+    SYNC_TYPE_TAG,
+    connectors_of,
+    run_tag,
+    timed_out_message,
+    worker_lost_message,
+)
+from sync_assets.state import watermark_text
 
 WILL_RETRY_TAG = "dagster/will_retry"
 FAILURE_REASON_TAG = "dagster/failure_reason"
@@ -61,7 +71,8 @@ def results_of(instance: DagsterInstance, run_id: str) -> list[dict[str, Any]]:
     results = []
     for record in records:
         materialization = record.event_log_entry.asset_materialization
-        if materialization is None or len(materialization.asset_key.path) != 2:
+        # Connector assets only: the warehouse tables' materializations of the run are not sync results.
+        if materialization is None or materialization.asset_key.path[0] not in CONNECTORS_BY_NAME:
             continue
         meta = {k: v.value for k, v in materialization.metadata.items()}
         connector, entity = materialization.asset_key.path
@@ -70,9 +81,10 @@ def results_of(instance: DagsterInstance, run_id: str) -> list[dict[str, Any]]:
                 "connector": connector,
                 "entity": entity,
                 "recordsSynced": meta.get("records_synced", 0),
+                "recordsDeleted": meta.get("records_deleted", 0),
                 "recordsFailed": meta.get("records_failed", 0),
                 "mode": meta.get("mode"),
-                "watermark": meta.get("watermark"),
+                "watermark": watermark_text(materialization.metadata),
             }
         )
     return results
@@ -98,7 +110,7 @@ def base_data(instance: DagsterInstance, run: DagsterRun, notifier: NotifierReso
     job_id = job_id_of(run.run_id, run.tags)
     return {
         "jobId": job_id,
-        "syncId": run.tags.get(SYNC_ID_TAG) or job_id,
+        "syncId": run_tag(run.tags, SYNC_ID_TAG) or job_id,
         "runId": run.run_id,
         "durationMs": duration_ms(instance, run.run_id),
         "results": results_of(instance, run.run_id),
@@ -150,29 +162,42 @@ def crash_explanation(instance: DagsterInstance, run_id: str) -> str | None:
     return None
 
 
-def failure_data(context: RunFailureSensorContext) -> dict[str, Any]:
+def failure_data(
+    instance: DagsterInstance, run: DagsterRun, failure: DagsterEvent | None, step_failures: list[DagsterEvent]
+) -> dict[str, Any]:
     """The real cause: the failed step's exception below Dagster's wrappers, else the run's own failure
     (for a run whose process died, the code server's account of how)."""
-    run_message = context.failure_event.message or ""
+    run_message = (failure.message if failure else None) or ""
     if run_message == FAILED_FROM_OUTSIDE:
-        crash = crash_explanation(context.instance, context.dagster_run.run_id)
+        crash = crash_explanation(instance, run.run_id)
         if crash:
             return {"connector": None, "failureReason": "worker_lost", "error": crash, "errorType": None}
     cause, connector = None, None
-    for event in context.get_step_failure_events():
+    for event in step_failures:
         error = getattr(event.event_specific_data, "error", None)
         if error is not None:
             cause, connector = root_cause(error), STEP_CONNECTORS.get(event.step_key or "", event.step_key)
             break
-    if cause is None:
-        run_error = getattr(context.failure_event.event_specific_data, "error", None)
+    if cause is None and failure is not None:
+        run_error = getattr(failure.event_specific_data, "error", None)
         cause = root_cause(run_error) if run_error else None
     return {
         "connector": connector,
-        "failureReason": failure_reason(context.dagster_run, run_message),
+        "failureReason": failure_reason(run, run_message),
         "error": error_text(cause) if cause else run_message,
         "errorType": cause.cls_name if cause else None,
     }
+
+
+def stored_failure_data(instance: DagsterInstance, run: DagsterRun) -> dict[str, Any]:
+    """`failure_data` read back from the run's event log, for a failed run the sensor could not settle."""
+
+    def events(kind: DagsterEventType) -> list[DagsterEvent]:
+        found = instance.get_records_for_run(run.run_id, of_type=kind).records
+        return [r.event_log_entry.dagster_event for r in found if r.event_log_entry.dagster_event]
+
+    failures = events(DagsterEventType.RUN_FAILURE)
+    return failure_data(instance, run, failures[-1] if failures else None, events(DagsterEventType.STEP_FAILURE))
 
 
 def fresh_run(instance: DagsterInstance, run: DagsterRun) -> DagsterRun:
@@ -185,32 +210,103 @@ def fresh_run(instance: DagsterInstance, run: DagsterRun) -> DagsterRun:
     return latest
 
 
-def close_open_syncs(context: RunStatusSensorContext, warehouse: WarehouseResource, cause: str) -> None:
-    """A stopped run's open sync_log rows are failed before its outcome is told, so the webhook, the
-    API and the table agree; a timeout is named in the words the step itself would have used."""
-    run = context.dagster_run
-    record = context.instance.get_run_record_by_id(run.run_id)
-    reason = (timed_out_message(context.instance, record) if record else None) or cause
+def close_syncs(
+    instance: DagsterInstance,
+    run: DagsterRun,
+    warehouse: WarehouseResource,
+    cause: str,
+    log: logging.Logger,
+    *,
+    stopped_from_outside: bool,
+) -> None:
+    """The run's outcome wins: before a failed or canceled run is told, its open sync_log rows are failed,
+    and, when the run was stopped from outside (max runtime, cancel, lost worker) rather than by a failing
+    step, so are the rows whose step had finished. The webhook, the API's job view (both read the run) and
+    the table then agree: Dagster's run status is the one every other view already shows, and the
+    committed records stay either way. A timeout is named in the words the step itself would have used."""
+    record = instance.get_run_record_by_id(run.run_id)
+    reason = (timed_out_message(instance, record) if record else None) or cause
     closed = warehouse.close_open_syncs(run.run_id, reason)
-    if closed:
-        context.log.info(f"closed {closed} open sync_log row(s) of stopped run {run.run_id}: {reason}")
+    overruled, unstarted = 0, 0
+    workspace = run.tags.get(PARTITION_TAG)
+    if stopped_from_outside:
+        overruled = warehouse.fail_finished_syncs(run.run_id, reason)
+        if workspace:
+            keys = [key.to_user_string() for key in run.asset_selection] if run.asset_selection else None
+            sync_type = run_tag(run.tags, SYNC_TYPE_TAG) or "manual"
+            connectors = connectors_of(run.job_name, keys)
+            sync_id = run_tag(run.tags, SYNC_ID_TAG)
+            unstarted = warehouse.record_unstarted_syncs(run.run_id, workspace, connectors, reason, sync_type, sync_id)
+    if closed or overruled or unstarted:
+        log.info(
+            f"failed {closed} open, {overruled} finished and {unstarted} unstarted sync_log row(s) of run "
+            f"{run.run_id}: {reason}"
+        )
 
 
 def record_outcome(
-    context: RunStatusSensorContext, notifier: NotifierResource, event: str, extra: dict[str, Any] | None = None
+    instance: DagsterInstance,
+    run: DagsterRun,
+    notifier: NotifierResource,
+    event: str,
+    log: logging.Logger,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    status = context.dagster_run.status
-    run = fresh_run(context.instance, context.dagster_run)
+    status = run.status
+    run = fresh_run(instance, run)
     if run.tags.get(WILL_RETRY_TAG) == "true":
-        context.log.info(f"run {run.run_id} failed and will be retried; its final outcome is reported instead")
+        log.info(f"run {run.run_id} failed and will be retried; its final outcome is reported instead")
         return
     workspace = run_workspace(run, notifier)
     if workspace is None:
         return
-    data = {**base_data(context.instance, run, notifier), **(extra or {})}
+    data = {**base_data(instance, run, notifier), **(extra or {})}
     event_id = notifier.notify(workspace, event, data, dedupe_key=f"{run.run_id}:{status.value}")
     if event_id:
-        context.log.info(f"queued {event} {event_id} for workspace {workspace} (run {run.run_id})")
+        log.info(f"queued {event} {event_id} for workspace {workspace} (run {run.run_id})")
+
+
+def settle_failed_run(
+    instance: DagsterInstance,
+    run: DagsterRun,
+    data: dict[str, Any],
+    warehouse: WarehouseResource,
+    notifier: NotifierResource,
+    log: logging.Logger,
+) -> None:
+    lost = data["failureReason"] == "worker_lost"
+    cause = worker_lost_message(data["error"]) if lost else data["error"]
+    outside = data["failureReason"] != "error" or data["connector"] is None
+    close_syncs(instance, run, warehouse, cause, log, stopped_from_outside=outside)
+    record_outcome(instance, run, notifier, "sync.failed", log, data)
+
+
+def settle_canceled_run(
+    instance: DagsterInstance,
+    run: DagsterRun,
+    warehouse: WarehouseResource,
+    notifier: NotifierResource,
+    log: logging.Logger,
+) -> None:
+    cause = f"Job {job_id_of(run.run_id, run.tags)} was canceled"
+    close_syncs(instance, run, warehouse, cause, log, stopped_from_outside=True)
+    record_outcome(instance, run, notifier, "sync.canceled", log)
+
+
+def settle_stopped_run(
+    instance: DagsterInstance,
+    run: DagsterRun,
+    warehouse: WarehouseResource,
+    notifier: NotifierResource,
+    log: logging.Logger,
+) -> None:
+    """What the failure and cancel sensors do, for a run they could not settle (the warehouse was down
+    when their tick came): the lease reaper calls it on the run's rows left open. The outbox's dedupe
+    key keeps the webhook to one."""
+    if run.status == DagsterRunStatus.CANCELED:
+        settle_canceled_run(instance, run, warehouse, notifier, log)
+    else:
+        settle_failed_run(instance, run, stored_failure_data(instance, run), warehouse, notifier, log)
 
 
 @run_status_sensor(
@@ -221,7 +317,7 @@ def record_outcome(
     description="Queues a signed sync.completed webhook for every successful workspace sync.",
 )
 def sync_completed_sensor(context: RunStatusSensorContext, notifier: NotifierResource) -> None:
-    record_outcome(context, notifier, "sync.completed")
+    record_outcome(context.instance, context.dagster_run, notifier, "sync.completed", context.log)
 
 
 @run_failure_sensor(
@@ -233,10 +329,9 @@ def sync_completed_sensor(context: RunStatusSensorContext, notifier: NotifierRes
 def sync_failed_sensor(
     context: RunFailureSensorContext, notifier: NotifierResource, warehouse: WarehouseResource
 ) -> None:
-    data = failure_data(context)
-    lost = data["failureReason"] == "worker_lost"
-    close_open_syncs(context, warehouse, worker_lost_message(data["error"]) if lost else data["error"])
-    record_outcome(context, notifier, "sync.failed", data)
+    run = context.dagster_run
+    data = failure_data(context.instance, run, context.failure_event, context.get_step_failure_events())
+    settle_failed_run(context.instance, run, data, warehouse, notifier, context.log)
 
 
 @run_status_sensor(
@@ -249,9 +344,7 @@ def sync_failed_sensor(
 def sync_canceled_sensor(
     context: RunStatusSensorContext, notifier: NotifierResource, warehouse: WarehouseResource
 ) -> None:
-    run = context.dagster_run
-    close_open_syncs(context, warehouse, f"Job {job_id_of(run.run_id, run.tags)} was canceled")
-    record_outcome(context, notifier, "sync.canceled")
+    settle_canceled_run(context.instance, context.dagster_run, warehouse, notifier, context.log)
 
 
 run_status_sensors = [sync_completed_sensor, sync_failed_sensor, sync_canceled_sensor]

@@ -1,13 +1,17 @@
 """monday.com: board items as tasks.
 
 monday filters by last update only to the day (the ``__last_updated__`` rule), so an incremental sync
-asks for items updated on or after the watermark's day (widened by 12 h for the account's time zone),
-ordered by last update; the sync loop then drops items older than the watermark and the boundary
-items it already committed. The lookback stays 0: an item updated earlier on the watermark's day is
-not re-counted, one updated later that day is picked up.
+asks for items updated on or after the watermark's day (widened by 12 h for the account's time zone).
+Items come in creation order, not by last update: an item edited while its board is read then stays
+where it was instead of jumping to the end and shifting an unread item behind the reader. Items from
+earlier on the watermark's day are re-read and, unchanged, cost no writes. One watermark covers every
+board; it never passes the read's start, so an item edited on a board already read is found next time.
 
-Known limit: the watermark is shared by all boards, so an item edited on an already-read board while
-a later board still holds newer edits is caught only when it is edited again (or by a full refresh).
+Deletions: items_page returns active items only, and monday has no feed of deleted items. So every sync
+names every active item (an id-only listing, 500 a page, after the read), and the items the warehouse
+holds live that it did not name are looked up with ``items(ids:, exclude_nonactive: false)``:
+archived or deleted items come back with their state, purged ones not at all, and an item on an archived
+or deleted board counts as deleted too.
 """
 
 from __future__ import annotations
@@ -17,17 +21,42 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from resources.models import Page
+from resources.models import Deletion, Page
 from resources.monday import MondayClient, MondayItem, MondayResource
-from sync_assets.entities import TaskRow
-from sync_assets.recipe import Connector, Entity
+from sync_assets.entities import TaskRow, utc_timestamp
+from sync_assets.recipe import Connector, Entity, ending_with
+from sync_assets.watermark import Cursor, FilterKind, ReadWindow
 
 STATUS_COLUMN_IDS = ("status", "status_1", "task_status")
 DUE_COLUMN_IDS = ("date4", "due_date", "date", "deadline")
 
 
-def items(client: MondayClient, since: datetime | None) -> Iterator[Page[MondayItem]]:
-    return client.items_updated_since(since)
+def read_items(client: MondayClient, window: ReadWindow) -> Iterator[Page[MondayItem]]:
+    """The items updated in the window (all of them in a full read), then every active item's id: the
+    sweep looks up the live rows not named and the named ids the warehouse lacks (items_page pages a live
+    order, so an item archived while it runs can shift another past it; the ids of the next sync find it)."""
+    yield from client.items_updated_since(window.since)
+    ids = (Page(present_ids=page) for board in client.boards() for page in client.active_item_ids(str(board["id"])))
+    yield from ending_with(ids, enumerates_all=True)
+
+
+def confirm_items(client: MondayClient, ids: list[str]) -> Iterator[Page[MondayItem]]:
+    live_boards = {str(b["id"]) for b in client.boards()}
+    found = {item.id: item for item in client.items_by_id(ids)}
+    on_live_boards = [item for item in found.values() if str((item.board or {}).get("id")) in live_boards]
+    gone = [
+        Deletion(i, at=None if i not in found else _instant(found[i].updated_at))
+        for i in ids
+        if i not in found or str((found[i].board or {}).get("id")) not in live_boards
+    ]
+    yield Page(on_live_boards, deletions=gone)
+
+
+def _instant(value: str | None) -> datetime | None:
+    try:
+        return utc_timestamp(value)
+    except ValueError:
+        return None
 
 
 def _column(item: MondayItem, ids: tuple[str, ...], column_type: str) -> dict[str, Any] | None:
@@ -50,9 +79,12 @@ def _due_date(column: dict[str, Any] | None) -> str | None:
 def task(item: MondayItem) -> TaskRow:
     columns = {c.get("id"): c for c in item.column_values}
     status = _column(item, STATUS_COLUMN_IDS, "status")
+    deleted = item.state in ("archived", "deleted")
     return TaskRow(
         source_id=item.id,
         source_updated_at=item.updated_at,
+        is_deleted=deleted,
+        deleted_at=item.updated_at if deleted else None,
         title=item.name,
         status=status.get("text") if status else None,
         priority=(columns.get("priority") or {}).get("text"),
@@ -66,5 +98,19 @@ CONNECTOR = Connector(
     name="monday",
     title="Monday",
     resource=MondayResource(),
-    entities=(Entity("tasks", "Task", items, task),),
+    entities=(
+        Entity(
+            name="tasks",
+            label="Task",
+            read=read_items,
+            transform=task,
+            confirm=confirm_items,
+            from_payload=MondayItem.model_validate,
+            cursor=Cursor(
+                field="updated_at",
+                filter=FilterKind.DAY,
+                lag_reason="none: the day filter already re-reads the watermark's whole day",
+            ),
+        ),
+    ),
 )

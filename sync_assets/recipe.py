@@ -2,55 +2,60 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
 
+from resources.http import VendorClient
 from resources.models import Page
+from resources.vendor import VendorResource
 from sync_assets.entities import EntityRow
+from sync_assets.watermark import Cursor, ReadWindow
 
-# Given the connector's client and the lower bound (None = full sync), page the vendor's records.
-Fetch = Callable[[Any, datetime | None], Iterator[Page[Any]]]
+ClientT = TypeVar("ClientT", bound=VendorClient)
+# Given the connector's client and the window to read, page the vendor's records.
+Read = Callable[[ClientT, ReadWindow], Iterator[Page[Any]]]
 # One vendor record to one unified row; raising marks that record failed (captured, never fatal).
 Transform = Callable[[Any], EntityRow]
+# A record's stored payload (a dead letter's) as the vendor record its transform takes: for a replay.
+FromPayload = Callable[[dict[str, Any]], Any]
+# Given the client and ids a complete read left in doubt, page what the vendor says of each: records still
+# there (a read can miss one: a live order shifted under it, an index lagged) or deletions. Ids it does
+# not mention are left alone.
+Confirm = Callable[[ClientT, list[str]], Iterator[Page[Any]]]
 
 
-@dataclass(frozen=True)
-class Entity:
+def ending_with(pages: Iterator[Page[Any]], **last: Any) -> Iterator[Page[Any]]:
+    """``pages`` with ``last`` set on the final one (a resume token, whether the read named every record)."""
+    held: Page[Any] | None = None
+    for page in pages:
+        if held is not None:
+            yield held
+        held = page
+    yield replace(held if held is not None else Page(), **last)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entity(Generic[ClientT]):
     name: str  # asset key suffix and the unified table it lands in
     label: str  # singular noun used in error strings: "Deal: <error> (<id>)"
-    fetch: Fetch
+    read: Read[ClientT]
     transform: Transform
+    cursor: Cursor
+    confirm: Confirm[ClientT]
+    from_payload: FromPayload
 
-    @property
-    def table(self) -> str:
-        return self.name
 
-
-@dataclass(frozen=True)
-class Connector:
-    name: str  # asset key prefix, group name, ``source`` column and ``connections.connector_name``
+@dataclass(frozen=True, kw_only=True)
+class Connector(Generic[ClientT]):
+    name: str  # asset key prefix, group name, resource key, ``source`` column and ``connections.connector_name``
     title: str
-    entities: tuple[Entity, ...]
-    # The vendor's client factory (a VendorResource), bound under ``name`` in the Definitions.
-    resource: Any
-    # How far before the watermark an incremental sync re-reads; vendors without a modified-time
-    # filter need one to catch late edits.
-    lookback: timedelta = timedelta(0)
-
-    def lookback_for(self, config: Mapping[str, Any]) -> timedelta:
-        """The connection's ``config.lookback_hours`` overrides the connector's lookback."""
-        hours = config.get("lookback_hours")
-        if hours is None:
-            return self.lookback
-        if isinstance(hours, bool) or not isinstance(hours, int | float) or hours < 0:
-            raise ValueError(f"lookback_hours must be a non-negative number, not {hours!r}")
-        return timedelta(hours=hours)
-
-    @property
-    def resource_key(self) -> str:
-        return self.name
+    entities: tuple[Entity[ClientT], ...]
+    # The vendor's client factory, bound under ``name`` in the Definitions; its clients are ClientT.
+    resource: VendorResource
+    # The Dagster concurrency pool of its sync step: "warehouse" (the writers' connections), or the vendor's
+    # own pool where its rate limit is shared by every workspace (docs/dagster.md, "Pools").
+    pool: str = "warehouse"
 
     @property
     def asset_names(self) -> list[str]:

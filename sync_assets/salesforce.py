@@ -1,9 +1,17 @@
 """Salesforce: Opportunity (deals), Contact (contacts), Account (accounts) and Task (tasks).
 
 Every read filters on ``SystemModstamp >= <watermark>`` (an unquoted SOQL datetime literal) and asks
-``COUNT()`` first: above the bulk threshold (10,000 by default) it runs as a Bulk API 2.0 job, else
-as a REST query (see resources/salesforce.py). ``SystemModstamp`` also moves on system-driven changes,
-so it never misses an edit; no lookback is needed.
+``COUNT()`` first: above the bulk threshold (10,000 by default) it runs as a Bulk API 2.0 job, else as
+keyset-paged REST queries (see resources/salesforce.py). ``SystemModstamp`` also moves on system-driven
+changes, so no lookback is needed; the safety lag covers rows that commit after the read began with a
+stamp from before it.
+
+Deletions: every read is a ``queryAll``, selecting ``IsDeleted`` (deleting moves ``SystemModstamp``, so a
+deleted row comes back with the changes) and, where ``describe`` lists them, ``MasterRecordId`` (the
+survivor of a merge: Account, Contact) and ``IsArchived`` (Tasks that ``query`` would hide: archived, not
+deleted). Hard deletes leave no row, so an incremental read also asks ``sobjects/{type}/deleted`` for its
+window; when Salesforce no longer covers it (about 15 days, less after the recycle bin is emptied) the
+entity is read in full and the rows it no longer has are swept.
 
 Unmapped on purpose: Salesforce has no deal pipeline (record types vary per org) and a contact's company
 is a relation (``AccountId``); both stay in ``properties``. Every Task lands in ``tasks``, calls included.
@@ -12,13 +20,14 @@ is a relation (``AccountId``); both stay in ``properties``. Every Task lands in 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
-from resources.models import Page
+from resources.models import Deletion, Page
 from resources.salesforce import MODIFIED_FIELD, SalesforceClient, SalesforceRecord, SalesforceResource
 from sync_assets.entities import AccountRow, ContactRow, DealRow, TaskRow
-from sync_assets.recipe import Connector, Entity
+from sync_assets.recipe import Connector, Entity, Transform
+from sync_assets.watermark import Cursor, FilterKind, ReadWindow
 
 # The SOQL field list of each object: the one place that says what is read.
 FIELDS: dict[str, list[str]] = {
@@ -27,22 +36,58 @@ FIELDS: dict[str, list[str]] = {
     "Account": ["Id", "Name", "Website", "Industry", "Phone"],
     "Task": ["Id", "Subject", "Status", "Priority", "ActivityDate", "TaskSubtype", "OwnerId"],
 }
-COMMON_FIELDS = ["CreatedDate", MODIFIED_FIELD]
+COMMON_FIELDS = ["CreatedDate", MODIFIED_FIELD, "IsDeleted"]
+LIFECYCLE_FIELDS = ["MasterRecordId", "IsArchived"]  # selected where the object has them
 
 
-def pages_of(sobject: str):
-    field_names = FIELDS[sobject] + COMMON_FIELDS
+CURSOR = Cursor(
+    field=MODIFIED_FIELD,
+    filter=FilterKind.EXACT,
+    safety_lag=timedelta(minutes=10),
+    lag_reason="SystemModstamp is set when a transaction starts; its rows become visible at commit, "
+    "up to the 10-minute request limit later",
+)
 
-    def fetch(client: SalesforceClient, since: datetime | None) -> Iterator[Page[SalesforceRecord]]:
-        return client.modified_since(sobject, field_names, since)
 
-    return fetch
+def field_names(client: SalesforceClient, sobject: str) -> list[str]:
+    present = client.fields_of(sobject)
+    return FIELDS[sobject] + COMMON_FIELDS + [f for f in LIFECYCLE_FIELDS if f in present]
+
+
+def reader(sobject: str):
+    def read(client: SalesforceClient, window: ReadWindow) -> Iterator[Page[SalesforceRecord]]:
+        yield from client.modified_since(sobject, field_names(client, sobject), window.since)
+        if window.deleted_since is not None:
+            yield Page(deletions=client.deleted_between(sobject, window.deleted_since, client.clock.now()))
+
+    return read
+
+
+def confirmer(sobject: str):
+    def confirm(client: SalesforceClient, ids: list[str]) -> Iterator[Page[SalesforceRecord]]:
+        found = client.records_by_id(sobject, field_names(client, sobject), ids)
+        known = {r.source_id for r in found}
+        yield Page(found, deletions=[Deletion(i) for i in ids if i not in known])  # no row: hard-deleted
+
+    return confirm
 
 
 def _fields(record: SalesforceRecord) -> dict[str, Any]:
     if record.defect:
         raise ValueError(record.defect)
     return record.fields
+
+
+def _common(f: dict[str, Any]) -> dict[str, Any]:
+    """Id, SystemModstamp and the row's lifecycle (REST sends booleans, Bulk CSV "true"/"false")."""
+    deleted = str(f.get("IsDeleted")).lower() == "true"
+    return {
+        "source_id": f["Id"],
+        "source_updated_at": f[MODIFIED_FIELD],
+        "is_deleted": deleted,
+        "deleted_at": f[MODIFIED_FIELD] if deleted else None,
+        "merged_into": f.get("MasterRecordId") if deleted else None,
+    }
 
 
 def _domain(website: str | None) -> str | None:
@@ -55,8 +100,7 @@ def _domain(website: str | None) -> str | None:
 def deal(record: SalesforceRecord) -> DealRow:
     f = _fields(record)
     return DealRow(
-        source_id=f["Id"],
-        source_updated_at=f[MODIFIED_FIELD],
+        **_common(f),
         name=f.get("Name"),
         amount=f.get("Amount"),
         stage=f.get("StageName"),
@@ -68,8 +112,7 @@ def deal(record: SalesforceRecord) -> DealRow:
 def contact(record: SalesforceRecord) -> ContactRow:
     f = _fields(record)
     return ContactRow(
-        source_id=f["Id"],
-        source_updated_at=f[MODIFIED_FIELD],
+        **_common(f),
         email=f.get("Email"),
         first_name=f.get("FirstName"),
         last_name=f.get("LastName"),
@@ -81,8 +124,7 @@ def contact(record: SalesforceRecord) -> ContactRow:
 def account(record: SalesforceRecord) -> AccountRow:
     f = _fields(record)
     return AccountRow(
-        source_id=f["Id"],
-        source_updated_at=f[MODIFIED_FIELD],
+        **_common(f),
         name=f.get("Name"),
         domain=_domain(f.get("Website")),
         industry=f.get("Industry"),
@@ -93,12 +135,23 @@ def account(record: SalesforceRecord) -> AccountRow:
 def task(record: SalesforceRecord) -> TaskRow:
     f = _fields(record)
     return TaskRow(
-        source_id=f["Id"],
-        source_updated_at=f[MODIFIED_FIELD],
+        **_common(f),
         title=f.get("Subject"),
         status=f.get("Status"),
         priority=f.get("Priority"),
         due_date=f.get("ActivityDate"),
+    )
+
+
+def entity(name: str, label: str, sobject: str, transform: Transform) -> Entity:
+    return Entity(
+        name=name,
+        label=label,
+        read=reader(sobject),
+        transform=transform,
+        cursor=CURSOR,
+        confirm=confirmer(sobject),
+        from_payload=lambda fields: SalesforceRecord(sobject, fields),
     )
 
 
@@ -107,9 +160,9 @@ CONNECTOR = Connector(
     title="Salesforce",
     resource=SalesforceResource(),
     entities=(
-        Entity("deals", "Deal", pages_of("Opportunity"), deal),
-        Entity("contacts", "Contact", pages_of("Contact"), contact),
-        Entity("accounts", "Account", pages_of("Account"), account),
-        Entity("tasks", "Task", pages_of("Task"), task),
+        entity("deals", "Deal", "Opportunity", deal),
+        entity("contacts", "Contact", "Contact", contact),
+        entity("accounts", "Account", "Account", account),
+        entity("tasks", "Task", "Task", task),
     ),
 )

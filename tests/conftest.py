@@ -3,6 +3,7 @@ and a throwaway Dagster instance per test."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -16,7 +17,8 @@ from resources.control_plane import upsert_connection, upsert_workspace
 from resources.db import dispose_all, get_engine
 from resources.secrets import generate_key
 from scripts.databases import create_database, drop_database
-from tests.support import Sandbox
+from sync_assets import CONNECTORS_BY_NAME
+from tests.support import REPO, SANDBOX_URL_ENV, Sandbox
 
 
 @pytest.fixture(scope="session")
@@ -49,15 +51,30 @@ def warehouse(pg_url: str):
 
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[Sandbox]:
+    """The sandbox, and the operator setting that points every vendor at it (the syncs of this process
+    and of the processes it starts read it)."""
     server = Sandbox.start()
+    previous = os.environ.get(SANDBOX_URL_ENV)
+    os.environ[SANDBOX_URL_ENV] = server.url
     yield server
     server.stop()
+    if previous is None:
+        os.environ.pop(SANDBOX_URL_ENV, None)
+    else:
+        os.environ[SANDBOX_URL_ENV] = previous
 
 
 @pytest.fixture
 def sandbox(sandbox_server: Sandbox) -> Sandbox:
     sandbox_server.reset()
     return sandbox_server
+
+
+@pytest.fixture
+def unlimited(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an operator sets for a sandbox it alone uses: no platform rate limit for any vendor."""
+    limits = {**dict.fromkeys(CONNECTORS_BY_NAME, False), "hubspot:search": False}
+    monkeypatch.setenv("SYNC_RATE_LIMITS", json.dumps(limits))
 
 
 @pytest.fixture
@@ -76,3 +93,19 @@ def register(
         config = {**offered[name]["config"], **config_overrides}
         upsert_connection(engine, workspace, name, offered[name]["credentials"], config)
     instance.add_dynamic_partitions("workspace", [workspace])
+
+
+# What a test needs decides its marker, so `make test-fast` (-m unit) runs exactly what needs nothing
+# running: no Postgres, no sandbox, no Dagster instance, no stack of processes.
+SERVICE_FIXTURES = frozenset({"pg_url", "warehouse", "sandbox", "sandbox_server", "sandbox_url", "instance", "engine"})
+END_TO_END_DIRS = ("e2e", "acceptance", "chaos")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(part in END_TO_END_DIRS for part in item.path.relative_to(REPO / "tests").parts[:-1]):
+            item.add_marker(pytest.mark.e2e)
+        elif SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)

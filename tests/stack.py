@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.tags import ROOT_RUN_ID_TAG
 from dagster_graphql import DagsterGraphQLClient
 
 from scripts import stack as processes
 from scripts.databases import create_database, drop_database
-from tests.support import REPO, Sandbox, free_port
+from tests.support import REPO, SANDBOX_URL_ENV, Sandbox, free_port
 
 LOCATION = "sales_sync"
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
@@ -85,6 +86,11 @@ class Stack:
     def run_record(self, run_id: str) -> Any:
         return self.instance.get_run_record_by_id(run_id)
 
+    def retry_of(self, run_id: str) -> DagsterRun | None:
+        """The latest run Dagster launched to retry ``run_id`` (run retries, dagster.yaml), once one exists."""
+        retries = self.instance.get_runs(RunsFilter(tags={ROOT_RUN_ID_TAG: run_id}))  # newest first
+        return retries[0] if retries else None
+
 
 def start_stack(warehouse_url: str, *, with_api: bool, extra_env: dict[str, str] | None = None) -> Stack:
     db = f"dagster_test_{os.getpid()}_{secrets.token_hex(3)}"
@@ -99,6 +105,8 @@ def start_stack(warehouse_url: str, *, with_api: bool, extra_env: dict[str, str]
         "DAGSTER_PG_URL": instance_url.replace("+psycopg:", "+psycopg2:"),
         "WAREHOUSE_URL": warehouse_url,
         "WEBHOOK_ALLOW_PRIVATE": "1",
+        # The operator's setting every process that runs syncs reads: vendors are called at the sandbox.
+        SANDBOX_URL_ENV: f"http://127.0.0.1:{sandbox_port}",
         "SYNC_LEASE_SECONDS": "12",
         "SYNC_HEARTBEAT_SECONDS": "2",
         "SYNC_REAPER_INTERVAL_SECONDS": "5",

@@ -15,12 +15,14 @@ from typing import Any, TypeVar
 import requests
 from dagster import AssetKey, AssetRecordsFilter, AssetsDefinition, DagsterInstance, materialize
 
+from resources.connection_config import ENDPOINT_KEYS
 from resources.db import get_engine
 from resources.notifier import NotifierResource
 from resources.warehouse import WarehouseResource
 from sync_assets import CONNECTORS
 
 REPO = Path(__file__).resolve().parent.parent
+SANDBOX_URL_ENV = "SYNC_VENDOR_SANDBOX_URL"
 T = TypeVar("T")
 
 
@@ -69,7 +71,9 @@ class Sandbox:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = requests.request(method, f"{self.url}{path}", timeout=60, **kwargs)
-        response.raise_for_status()
+        if response.status_code >= 400:  # the sandbox says why: keep it in the failure
+            sent = kwargs.get("json") or ""
+            raise AssertionError(f"{method} {path} {sent} -> {response.status_code} {response.text}")
         return response.json() if response.content else None
 
     def reset(self, seed: int = 7, sizes: dict[str, dict[str, int]] | None = None, enforce_limits: bool = True):
@@ -77,11 +81,24 @@ class Sandbox:
             "POST", "/_sandbox/reset", json={"seed": seed, "sizes": sizes or {}, "enforce_limits": enforce_limits}
         )
 
-    def connections(self) -> dict[str, Any]:
-        return self._call("GET", "/_sandbox/connections")
+    def connections(self, tenant: str = "default") -> dict[str, Any]:
+        """What a tenant would enter per vendor: the credentials the sandbox issued, and the config less
+        the endpoints (the sandbox offers them, but endpoints are the operator's SYNC_VENDOR_SANDBOX_URL)."""
+        offered = self._call("GET", "/_sandbox/connections", params={"tenant": tenant})
+        return {
+            name: {
+                "credentials": c["credentials"],
+                "config": {k: v for k, v in c["config"].items() if k not in ENDPOINT_KEYS},
+            }
+            for name, c in offered.items()
+        }
 
     def mutate(self, vendor: str, entity: str, count: int = 0, **extra: Any) -> dict[str, Any]:
         return self._call("POST", f"/_sandbox/{vendor}/mutate", json={"entity": entity, "count": count, **extra})
+
+    def truth(self, vendor: str, entity: str) -> list[dict[str, Any]]:
+        """The vendor's records as they are, whatever the visibility knobs: id, modified, state, merged_into."""
+        return self._call("GET", f"/_sandbox/{vendor}/truth", params={"entity": entity})["records"]
 
     def faults(self, vendor: str, **faults: Any) -> None:
         self._call("POST", f"/_sandbox/{vendor}/faults", json=faults)
@@ -103,7 +120,7 @@ def sync_resources(**overrides: Any) -> dict[str, Any]:
     resources: dict[str, Any] = {
         "warehouse": WarehouseResource(),
         "notifier": NotifierResource(),
-        **{c.resource_key: c.resource for c in CONNECTORS},
+        **{c.name: c.resource for c in CONNECTORS},
     }
     resources.update(overrides)
     return resources
@@ -116,6 +133,7 @@ def run_sync(
     *,
     tags: dict[str, str] | None = None,
     selection: list[str] | None = None,
+    run_config: dict[str, Any] | None = None,
     **resource_overrides: Any,
 ):
     """Materialize connector assets for one workspace partition, as a run would."""
@@ -126,6 +144,7 @@ def run_sync(
         resources=sync_resources(**resource_overrides),
         tags=tags,
         selection=selection,
+        run_config=run_config,
         raise_on_error=False,
     )
 
@@ -161,9 +180,11 @@ def rows(sql: str, **params: Any) -> list[tuple]:
 def assert_evenly_spaced(stamps_s: list[float], interval_s: float) -> list[float]:
     """Requests a limiter spaced ``interval_s`` apart, as the receiver stamped their arrival: on average
     at least that far apart (the rate), and no two much closer (a burst). One gap may still be short
-    by the scheduling jitter of a loaded machine (seen: 20 ms), which the bounds allow. Returns the gaps."""
+    by the scheduling jitter of a loaded machine (seen: 20 ms unloaded, over 90 ms at load 20 on 2 cores): a
+    request that leaves late shortens the gap after it. Half the interval still tells spacing from a burst
+    (gaps of milliseconds). Returns the gaps."""
     gaps = [b - a for a, b in zip(stamps_s, stamps_s[1:], strict=False)]
     mean = (stamps_s[-1] - stamps_s[0]) / len(gaps)
     assert mean >= interval_s * 0.99, f"mean gap {mean:.3f} s: faster than one request per {interval_s} s"
-    assert min(gaps) >= interval_s * 0.85, f"gap of {min(gaps):.3f} s: a burst, not {interval_s} s spacing"
+    assert min(gaps) >= interval_s * 0.5, f"gap of {min(gaps):.3f} s: a burst, not {interval_s} s spacing"
     return gaps

@@ -44,9 +44,13 @@ def test_job_status_mapping(status, logs, expected):
 
 
 def test_run_tags_map_the_options():
-    assert run_tags("s1", SyncOptions()) == {"sync_type": "manual", "sync_id": "s1", "dagster/priority": "10"}
+    assert run_tags("s1", SyncOptions()) == {
+        "sales-sync/sync_type": "manual",
+        "sales-sync/sync_id": "s1",
+        "dagster/priority": "10",
+    }
     tags = run_tags("s1", SyncOptions(full_refresh=True, timeout_ms=1500))
-    assert (tags["full_refresh"], tags["dagster/max_runtime"]) == ("true", "1.5")
+    assert (tags["sales-sync/full_refresh"], tags["dagster/max_runtime"]) == ("true", "1.5")
     assert run_tags("s1", SyncOptions(timeout_ms=3_600_000))["dagster/max_runtime"] == "3600"
 
 

@@ -15,7 +15,10 @@ from tests.support import REPO
 VALUES = yaml.safe_load((REPO / "deploy/helm/values.yaml").read_text())
 API = list(yaml.safe_load_all((REPO / "deploy/k8s/api.yaml").read_text()))
 INSTANCE = yaml.safe_load((REPO / "dagster.yaml").read_text())
-SECRETS = {"sales-sync-secrets": {"WAREHOUSE_URL", "SYNC_SECRET_KEY", "SYNC_ADMIN_TOKEN"}}
+# The admin token is in the API's own Secret: the code server and run pods get only sales-sync-secrets.
+SECRETS = {"sales-sync-secrets": {"WAREHOUSE_URL", "SYNC_SECRET_KEY"}, "sales-sync-api-secrets": {"SYNC_ADMIN_TOKEN"}}
+POLICIES = list(yaml.safe_load_all((REPO / "deploy/k8s/network-policies.yaml").read_text()))
+UI_PROXY = list(yaml.safe_load_all((REPO / "deploy/k8s/dagster-ui-proxy.yaml").read_text()))
 CHART_PG_SECRET = ("dagster-postgresql-secret", "postgresql-password")
 
 # The keys the chart's values schema documents for the sections used here (its pydantic models under
@@ -143,7 +146,7 @@ def test_secrets_come_from_kubernetes_secrets_only():
         for e in container["env"]
         if "valueFrom" in e
     }
-    assert referenced == {("sales-sync-secrets", k) for k in SECRETS["sales-sync-secrets"]} | {CHART_PG_SECRET}
+    assert referenced == {(name, k) for name, keys in SECRETS.items() for k in keys} | {CHART_PG_SECRET}
     # Everything else is an address, not a secret: the instance's home and the code location's server.
     plain = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     [deployment] = VALUES["dagster-user-deployments"]["deployments"]
@@ -177,3 +180,98 @@ def test_dockerfile_is_pinned_non_root_and_installs_from_pyproject():
     assert 'pip install ".[k8s,celery]"' in text
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".git", ".venv", "tests", ".demo", ".run"} <= set(ignored)
+
+
+# --- who may reach the orchestrator ------------------------------------------------------------------
+
+# The labels the chart (1.13) and our manifests give each kind of pod; run pods are the K8sRunLauncher's.
+PODS = {
+    "webserver": {"app.kubernetes.io/name": "dagster", "component": "dagster-webserver"},
+    "read-only webserver": {"app.kubernetes.io/name": "dagster", "component": "dagster-webserver-read-only"},
+    "daemon": {"app.kubernetes.io/name": "dagster", "component": "dagster-daemon", "deployment": "daemon"},
+    "code server": {"app.kubernetes.io/name": "dagster", "component": "user-deployments", "deployment": "sales-sync"},
+    "run pod": {
+        "app.kubernetes.io/name": "dagster",
+        "app.kubernetes.io/component": "run_worker",
+        **VALUES["runLauncher"]["config"]["k8sRunLauncher"]["labels"],
+    },
+    "api": API[0]["spec"]["template"]["metadata"]["labels"],
+    "ui proxy": UI_PROXY[1]["spec"]["template"]["metadata"]["labels"],
+}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Kubernetes label-selector semantics for matchLabels and In/NotIn/Exists expressions."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        value, operator = labels.get(expression["key"]), expression["operator"]
+        if operator == "In" and value not in expression["values"]:
+            return False
+        if operator == "NotIn" and value in expression["values"]:
+            return False
+        if operator == "Exists" and value is None:
+            return False
+    return True
+
+
+def may_connect(source: str, target: str) -> bool:
+    """What the NetworkPolicies allow, as the API server evaluates them (ingress only: pods no policy
+    selects accept everything)."""
+    policies = [p for p in POLICIES if selects(p["spec"]["podSelector"], PODS[target])]
+    if not policies:
+        return True
+    return any(
+        selects(peer["podSelector"], PODS[source])
+        for policy in policies
+        for rule in policy["spec"].get("ingress") or []
+        for peer in rule.get("from") or []
+    )
+
+
+def test_network_policies_keep_run_pods_off_the_orchestrator():
+    webservers = ("webserver", "read-only webserver")
+    for webserver in webservers:
+        assert [s for s in PODS if may_connect(s, webserver)] == ["ui proxy"]
+    allowed = [s for s in PODS if may_connect(s, "code server")]
+    assert allowed == ["webserver", "read-only webserver", "daemon", "api"]
+    assert not any(may_connect("run pod", target) for target in (*webservers, "code server"))
+    # The policies' ports are the services' ports.
+    [code_location] = VALUES["dagster-user-deployments"]["deployments"]
+    ports = {p["metadata"]["name"]: p["spec"]["ingress"][0]["ports"][0]["port"] for p in POLICIES}
+    assert ports == {
+        "dagster-webserver-only-from-ui-proxy": VALUES["dagsterWebserver"]["service"]["port"],
+        "code-server-only-from-dagster-and-api": code_location["port"],
+    }
+
+
+def test_the_webserver_is_behind_the_authenticating_proxy_with_a_read_only_twin():
+    assert VALUES["dagsterWebserver"]["service"]["type"] == "ClusterIP"
+    assert VALUES["dagsterWebserver"]["enableReadOnly"] is True
+    config_map, deployment, service = UI_PROXY
+    nginx = config_map["data"]["nginx.conf"]
+    locations = config_map["data"]["dagster-locations.conf"]
+    # Every server asks for a login, and the two logins lead to the two webservers.
+    assert nginx.count("auth_basic_user_file") == nginx.count("listen ") == 2
+    assert "sales-sync-webserver.sales-sync" in nginx and "sales-sync-webserver-read-only.sales-sync" in nginx
+    # GraphQL only as a JSON POST or a same-origin WebSocket; mutations by GET or form POST get a 405.
+    assert '"~^POST application/json(;.*)?$" 1;' in nginx
+    assert "if ($graphql_allowed = 0) { return 405; }" in locations
+    assert "location ~ ^/report_asset_ {\n  return 403;" in locations
+    assert "limit_except GET { deny all; }" in locations
+    secrets = [v["secret"]["secretName"] for v in deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+    assert secrets == ["dagster-ui-operators", "dagster-ui-viewers"]
+    assert service["spec"]["type"] == "ClusterIP"
+
+
+def test_make_up_binds_the_webserver_code_server_and_api_to_loopback(monkeypatch):
+    from scripts import stack
+
+    monkeypatch.delenv("CODE_SERVER_HOST", raising=False)
+    env = {"CODE_SERVER_HOST": stack.code_server_address()[0], "CODE_SERVER_PORT": "4000"}
+    found = {
+        s.name: s.argv for s in stack.services(env, dagster_port=3001, api_port=3000, sandbox_port=None, with_api=True)
+    }
+    assert found["dagster-webserver"][found["dagster-webserver"].index("-h") + 1] == "127.0.0.1"
+    assert found["code-server"][found["code-server"].index("-h") + 1] == "127.0.0.1"
+    assert found["api"][found["api"].index("--host") + 1] == "127.0.0.1"

@@ -1,4 +1,8 @@
-"""Fireflies.ai end to end: sandbox over HTTP -> GraphQL client -> sync loop -> Postgres, through Dagster."""
+"""Fireflies.ai's own behaviour, against the sandbox over HTTP through the real assets: the ``transcripts``
+query's date window (Fireflies filters on the meeting date, so incremental reads look back a day), paged
+by meeting date (each page up to the oldest date read, never by ``skip``), its units (epoch ms, minutes),
+and GraphQL errors inside a 200, throttling among them, which names the instant to retry at. What every
+connector does is in tests/contract."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import pytest
 from dagster import AssetKey
 
 from definitions import connector_assets
-from resources.fireflies import FirefliesResource, fireflies_time
+from resources.fireflies import FirefliesResource
 from resources.http import VendorError
 from resources.warehouse import WarehouseResource
 from tests.conftest import register
@@ -17,7 +21,8 @@ from tests.support import latest_metadata, rows, run_sync
 
 FIREFLIES = next(a for a in connector_assets if AssetKey(["fireflies", "calls"]) in a.keys)
 WS = "acme"
-RETRY_LINE = re.compile(r"^\[Fireflies Client\] Rate limited \(429\), retrying in (\d+)ms$")
+# Fireflies throttles inside a 200: the log names its code.
+RETRY_LINE = re.compile(r"^\[Fireflies Client\] Rate limited \(too_many_requests\), retrying in (\d+)ms$")
 
 
 def metadata(instance) -> dict:
@@ -25,7 +30,12 @@ def metadata(instance) -> dict:
 
 
 def graphql_requests(sandbox) -> list[dict]:
+    """Every GraphQL request, the run's first (which user the key belongs to) included."""
     return [r for r in sandbox.requests("fireflies") if r["path"] == "/fireflies/graphql"]
+
+
+def transcript_requests(sandbox) -> list[dict]:
+    return [r for r in graphql_requests(sandbox) if "transcripts(" in r["body"]["query"]]
 
 
 def retry_delays_logged(instance, result) -> list[int]:
@@ -33,120 +43,133 @@ def retry_delays_logged(instance, result) -> list[int]:
     return [int(m.group(1)) for m in (RETRY_LINE.match(msg) for msg in messages) if m]
 
 
-def client():
-    return FirefliesResource().client_for(WarehouseResource().get_connection(WS, "fireflies"))
+def ms_text(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def meeting_dates(sandbox) -> list[datetime]:
+    """Every live transcript's meeting date, newest first (the order Fireflies serves)."""
+    truth = sandbox.truth("fireflies", "transcripts")
+    return sorted((datetime.fromisoformat(r["modified"]) for r in truth if r["state"] == "live"), reverse=True)
+
+
+def just_past(moment: datetime) -> str:
+    """A page's ``toDate``: one millisecond past the oldest meeting the read has seen."""
+    return ms_text(moment + timedelta(milliseconds=1))
 
 
 @pytest.fixture
-def fireflies_ws(warehouse, instance, sandbox):
+def fireflies_ws(warehouse, instance, sandbox, unlimited):
     register(warehouse, instance, sandbox, WS, ["fireflies"])
     return warehouse
 
 
-def test_full_then_incremental_reads_from_watermark_minus_one_day(fireflies_ws, instance, sandbox):
+def test_transcripts_are_read_in_a_date_window_from_a_day_before_the_watermark(fireflies_ws, instance, sandbox):
+    before = datetime.now(UTC)
     assert run_sync(instance, FIREFLIES, WS).success
-    requests = graphql_requests(sandbox)
-    assert [r["status"] for r in requests] == [200, 200]
-    variables = [r["body"]["variables"] for r in requests]
-    assert [(v["limit"], v["skip"], "fromDate" in v) for v in variables] == [(50, 0, False), (50, 50, False)]
-    meta = metadata(instance)
-    assert (meta["mode"], meta["records_synced"], meta["records_failed"], meta["pages"]) == ("full", 80, 0, 2)
-    (max_started,) = rows("SELECT max(started_at) FROM calls WHERE source = 'fireflies'")[0]
-    watermark = datetime.fromisoformat(meta["watermark"])
-    assert watermark == max_started
+    full = [r["body"]["variables"] for r in transcript_requests(sandbox)]
+    # No fromDate: everything up to now. The second page ends just past the oldest meeting of the first:
+    # that meeting comes again (skipped), then the 30 older ones.
+    assert full[1:] == [{"limit": 50, "skip": 0, "toDate": just_past(meeting_dates(sandbox)[49])}]
+    assert {k: v for k, v in full[0].items() if k != "toDate"} == {"limit": 50, "skip": 0}
+    assert before <= datetime.fromisoformat(full[0]["toDate"]) <= datetime.now(UTC) + timedelta(milliseconds=1)
+    assert rows("SELECT count(*), count(DISTINCT source_id) FROM calls") == [(80, 80)]
+    newest = datetime.fromisoformat(max(r["modified"] for r in sandbox.truth("fireflies", "transcripts")))
+    assert datetime.fromtimestamp(metadata(instance)["watermark"], UTC) == newest
+    sandbox.clear_requests("fireflies")
 
+    assert run_sync(instance, FIREFLIES, WS).success
+    [variables] = [r["body"]["variables"] for r in transcript_requests(sandbox)]
+    assert {k: v for k, v in variables.items() if k != "toDate"} == {
+        "fromDate": ms_text(newest - timedelta(days=1)),
+        "limit": 50,
+        "skip": 0,
+    }
+    (in_lookback,) = rows("SELECT count(*) FROM calls WHERE started_at >= :s", s=newest - timedelta(days=1))[0]
+    assert in_lookback == 12  # a meeting every 2 to 2.5 hours
+    meta = metadata(instance)
+    assert (meta["mode"], meta["records_synced"], meta["records_reread"]) == ("incremental", 0, in_lookback)
+
+
+def test_a_transcript_deleted_while_the_read_pages_loses_no_other_transcript(fireflies_ws, instance, sandbox):
+    """Regression: pages were ``skip`` offsets into the newest-first order, so a transcript of page 1 deleted
+    before page 2 moved every older one up a place, and the 51st newest was never read. Paged by meeting
+    date, the second page starts at the oldest meeting read whatever left the list."""
+    dates = meeting_dates(sandbox)
+    deleted = max(sandbox.truth("fireflies", "transcripts"), key=lambda r: r["modified"])["id"]  # read on page 1
+    deletion = {"entity": "transcripts", "action": "delete", "ids": [deleted]}
+    # After the run's first request (the key's user) and page 1.
+    sandbox.faults("fireflies", mutate_after_requests=[{"after": 2, "mutation": deletion}])
+    assert run_sync(instance, FIREFLIES, WS).success
+    sent = [r["body"]["variables"] for r in transcript_requests(sandbox)]
+    assert [(v["skip"], v["toDate"]) for v in sent[1:]] == [(0, just_past(dates[49]))]
+    live = {r["id"] for r in sandbox.truth("fireflies", "transcripts") if r["state"] == "live"}
+    assert len(live) == 79 and deleted not in live
+    assert {r[0] for r in rows("SELECT source_id FROM calls WHERE NOT is_deleted")} == live | {deleted}
+
+    # Fireflies has no deletion feed: the next full read names every transcript, and the one it no longer
+    # has is looked up by id and marked deleted.
+    sandbox.clear_faults("fireflies")
+    assert run_sync(instance, FIREFLIES, WS, tags={"full_refresh": "true"}).success
+    assert rows("SELECT source_id FROM calls WHERE is_deleted") == [(deleted,)]
+    assert metadata(instance)["records_deleted"] == 1
+
+
+def test_a_call_row_converts_epoch_ms_and_minutes_and_names_attendees(fireflies_ws, instance, sandbox):
+    assert run_sync(instance, FIREFLIES, WS).success
     source_id, title, started, duration, url, participants, raw = rows(
         "SELECT source_id, title, started_at, duration_seconds, url, participants, properties FROM calls "
         "ORDER BY started_at LIMIT 1"
     )[0]
     assert title == raw["title"] and url == f"https://app.fireflies.ai/view/{source_id}"
-    assert int(started.timestamp() * 1000) == raw["date"]
-    assert duration == round(raw["duration"] * 60)  # Fireflies reports minutes
+    assert int(started.timestamp() * 1000) == raw["date"]  # epoch ms
+    assert duration == round(raw["duration"] * 60)  # minutes
     names = {a["email"]: a["displayName"] for a in raw["meeting_attendees"]}
-    assert participants == [{"name": names[e], "email": e} for e in raw["participants"]]
     assert len(participants) >= 2
-
-    since = watermark - timedelta(days=1)
-    (in_lookback,) = rows("SELECT count(*) FROM calls WHERE started_at >= :s", s=since)[0]
-    edited = sandbox.mutate("fireflies", "transcripts", 2)["ids"]
-    created = sandbox.mutate("fireflies", "transcripts", create=2)["created_ids"]
-    sandbox.clear_requests("fireflies")
-
-    assert run_sync(instance, FIREFLIES, WS).success
-    (request,) = graphql_requests(sandbox)
-    assert request["body"]["variables"]["fromDate"] == fireflies_time(since)
-    assert request["body"]["variables"]["skip"] == 0
-    after = metadata(instance)
-    assert (after["mode"], after["records_synced"]) == ("incremental", in_lookback + 2)
-    assert rows("SELECT count(*) FROM calls") == [(82,)]
-    titles = [t for (t,) in rows("SELECT title FROM calls WHERE source_id = ANY(:ids)", ids=edited)]
-    assert len(titles) == 2 and all(t.endswith(" (rev 1)") for t in titles)
-    assert {r[0] for r in rows("SELECT source_id FROM calls WHERE started_at > :w", w=watermark)} == set(created)
-    log = rows("SELECT status, mode, records_synced FROM sync_log ORDER BY id")
-    assert log == [("completed", "full", 80), ("completed", "incremental", in_lookback + 2)]
+    assert participants == [{"name": names[e], "email": e} for e in raw["participants"]]
 
 
-def test_throttling_error_waits_until_retry_after(fireflies_ws, instance, sandbox):
+def test_throttling_inside_a_200_waits_until_the_instant_it_names(fireflies_ws, instance, sandbox):
+    """Fireflies throttles with a too_many_requests GraphQL error in an HTTP 200, naming the instant to
+    retry at (``extensions.metadata.retryAfter``, epoch ms): the wait is that instant less our now."""
     sandbox.faults("fireflies", next_429=2, retry_after_s=1)
     result = run_sync(instance, FIREFLIES, WS)
     assert result.success
     requests = graphql_requests(sandbox)
-    assert [r["status"] for r in requests] == [200, 200, 200, 200]  # GraphQL errors come in a 200
+    assert [r["status"] for r in requests] == [200] * 5  # the first request throttled twice, then two pages
+    assert requests[0]["body"] == requests[1]["body"] == requests[2]["body"]
     assert requests[1]["ts_ms"] - requests[0]["ts_ms"] >= 900
     delays = retry_delays_logged(instance, result)
-    assert len(delays) == 2 and all(800 <= d <= 1000 for d in delays)
+    assert len(delays) == 2 and all(800 <= d <= 1000 for d in delays), delays
     assert rows("SELECT count(*) FROM calls") == [(80,)]
 
 
-def test_throttling_error_without_retry_after_backs_off_2_s(fireflies_ws, instance, sandbox):
-    sandbox.faults("fireflies", next_429=1)
-    result = run_sync(instance, FIREFLIES, WS)
-    assert result.success
-    assert retry_delays_logged(instance, result) == [2000]
-    requests = graphql_requests(sandbox)
-    assert 2000 <= requests[1]["ts_ms"] - requests[0]["ts_ms"] < 3500
-
-
-def test_enforced_limit_is_retried_after_the_time_fireflies_gives(warehouse, instance, sandbox):
+def test_an_enforced_limit_is_retried_at_the_instant_fireflies_gives(warehouse, instance, sandbox, unlimited):
     sandbox.reset(sizes={"fireflies": {"transcripts": 150}})
     sandbox.limits("fireflies", 2, window_s=2)
-    register(warehouse, instance, sandbox, WS, ["fireflies"], rate_limit=False)
+    register(warehouse, instance, sandbox, WS, ["fireflies"])
     result = run_sync(instance, FIREFLIES, WS)
     assert result.success
-    assert len(retry_delays_logged(instance, result)) >= 1
-    assert rows("SELECT count(*) FROM calls") == [(150,)]
+    # Each page after the first ends just past the oldest meeting read (which it serves again): 50 + 49 + 49
+    # + 2 transcripts. A request over two per two seconds waits for the window to free.
+    sent = transcript_requests(sandbox)
+    dates = meeting_dates(sandbox)
+    pages = list(dict.fromkeys(r["body"]["variables"]["toDate"] for r in sent))
+    assert pages[1:] == [just_past(dates[n]) for n in (49, 98, 147)]
+    assert {r["body"]["variables"]["skip"] for r in sent} == {0}
+    assert {r["status"] for r in sent} == {200}  # throttling is a GraphQL error in a 200
+    delays = retry_delays_logged(instance, result)
+    everything = graphql_requests(sandbox)  # the key's user, then the pages, with the retries among them
+    assert len(everything) == 5 + len(delays) and delays and all(0 < d <= 2000 for d in delays), delays
+    assert rows("SELECT count(*), count(DISTINCT source_id) FROM calls") == [(150, 150)]
 
 
-def test_graphql_errors_in_a_200_are_errors(fireflies_ws, sandbox):
-    query = "query { transcripts(limit: 51) { id } }"
+def test_graphql_errors_in_a_200_are_errors_and_not_retried(fireflies_ws, sandbox):
+    client = FirefliesResource().client_for(WarehouseResource().get_connection(WS, "fireflies"))
     with pytest.raises(VendorError) as caught:
-        client().request("POST", "/graphql", json={"query": query})
+        client.request("POST", "/graphql", json={"query": "query { transcripts(limit: 51) { id } }"})
     assert (caught.value.status, caught.value.code) == (200, "invalid_arguments")
     assert str(caught.value) == (
         "[Fireflies] HTTP 200 on POST /graphql: invalid_arguments: Invalid argument(s) were provided"
     )
-    assert [r["status"] for r in graphql_requests(sandbox)] == [200]  # not retried
-
-
-def test_rejected_api_key_fails_with_a_clear_error(fireflies_ws, sandbox):
-    connection = WarehouseResource().get_connection(WS, "fireflies")
-    wrong = connection.model_copy(update={"credentials": {"api_key": "not-a-key"}})
-    with pytest.raises(VendorError, match=r"^\[Fireflies\] the API key was rejected \(auth_failed\)$"):
-        next(FirefliesResource().client_for(wrong).transcripts(None, datetime.now(UTC)))
-
-
-def test_lw1_bad_transcript_is_captured_and_the_rest_land(fireflies_ws, instance, sandbox):
-    first = next(client().transcripts(None, datetime.now(UTC))).records
-    bad_id = first[3].id
-    sandbox.faults("fireflies", bad_records=[bad_id])
-    result = run_sync(instance, FIREFLIES, WS)
-    assert result.success
-    assert rows("SELECT count(*), count(*) FILTER (WHERE source_id = :id) FROM calls", id=bad_id) == [(79, 0)]
-    status, errors, failed = rows("SELECT status, errors, records_failed FROM sync_log")[0]
-    assert (status, failed) == ("completed_with_errors", 1)
-    assert errors == [f"Call: source_updated_at: Input should be a valid datetime ({bad_id})"]
-    dead = rows("SELECT connector, entity, source_id, error, payload FROM sync_errors")
-    assert [(c, e, s, err) for c, e, s, err, _ in dead] == [("fireflies", "calls", bad_id, errors[0])]
-    assert dead[0][4]["date"] is None
-    checks = [(ev.asset_key.path, ev.passed) for ev in result.get_asset_check_evaluations()]
-    assert checks == [(["fireflies", "calls"], False)]
+    assert [r["status"] for r in graphql_requests(sandbox)] == [200]

@@ -1,5 +1,6 @@
 """The shared vendor HTTP client reads the environment's proxy settings once per host, and still
-honours them: HTTP_PROXY routes calls through the proxy, NO_PROXY exempts a host."""
+honours them: HTTP_PROXY routes calls through the proxy, NO_PROXY exempts a host. (The listeners are on
+loopback, so the operator's SYNC_EGRESS_ALLOWED_HOSTS lets the egress guard reach them.)"""
 
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ def serve(name: str) -> ThreadingHTTPServer:
 
 
 @pytest.fixture
-def servers() -> Iterator[tuple[ThreadingHTTPServer, ThreadingHTTPServer]]:
+def servers(monkeypatch) -> Iterator[tuple[ThreadingHTTPServer, ThreadingHTTPServer]]:
     vendor, proxy = serve("vendor"), serve("proxy")
+    monkeypatch.setenv("SYNC_EGRESS_ALLOWED_HOSTS", f"127.0.0.1:{vendor.server_port},127.0.0.1:{proxy.server_port}")
     yield vendor, proxy
     vendor.shutdown()
     proxy.shutdown()

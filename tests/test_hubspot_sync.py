@@ -1,267 +1,344 @@
-"""HubSpot end to end: sandbox over HTTP -> client -> sync loop -> Postgres, through Dagster."""
+"""HubSpot's own behaviour, against the sandbox over HTTP through the real assets: the search bodies of its
+keyset reads (by object id for full syncs, by last-modified time for incremental ones), many records
+sharing one modified instant, the 10,000-result search cap, and its backoff timing. What every connector
+does (full then incremental, bad records, throttling, tokens, replay, reconciliation) is in tests/contract.
+"""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
-from dagster import AssetKey, AssetRecordsFilter
+from dagster import AssetKey
 
 from definitions import connector_assets
-from resources.hubspot import HubSpotObject, HubSpotResource
+from resources.hubspot import HubSpotResource
 from resources.warehouse import WarehouseResource
-from sync_assets.hubspot import PROPERTIES
+from sync_assets.hubspot import CONNECTOR, PROPERTIES
+from sync_assets.runs import sync_run_config
+from sync_assets.watermark import ReadWindow
 from tests.conftest import register
 from tests.support import latest_metadata, rows, run_sync
 
 HUBSPOT = next(a for a in connector_assets if AssetKey(["hubspot", "deals"]) in a.keys)
 WS = "acme"
-SIZES = {"hubspot": {"deals": 120, "contacts": 150, "companies": 60, "tasks": 80}}
+DEAL_ID_BASE = 30_000_000  # the sandbox's deal i has id 30000000 + i
+DEALS_READ = CONNECTOR.entities[0].read
+DEAL_PROPERTIES = PROPERTIES["deals"] + ["hs_lastmodifieddate", "createdate", "hs_merged_object_ids"]
+SEARCH = "/hubspot/crm/v3/objects/deals/search"
+ARCHIVE = "/hubspot/crm/v3/objects/deals"  # the list endpoint, asked for the archive
 
 
-def metadata(instance, entity: str, workspace: str = WS) -> dict:
-    return latest_metadata(instance, f"hubspot/{entity}", workspace)
+@pytest.fixture(autouse=True)
+def no_platform_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox is this suite's alone: no platform limit on HubSpot calls, nor on its search scope."""
+    monkeypatch.setenv("SYNC_RATE_LIMITS", json.dumps({"hubspot": False, "hubspot:search": False}))
 
 
-def sandbox_deal_ids(count: int) -> list[str]:
-    """The first deal ids the sandbox serves, read through the real client."""
-    connection = WarehouseResource().get_connection(WS, "hubspot")
-    page = next(HubSpotResource().client_for(connection).list_objects("deals", ["dealname"]))
-    return [r.id for r in page.records[:count]]
+def setup(warehouse, instance, sandbox, deals: int, **config) -> None:
+    sizes = {"deals": deals, "contacts": 1, "companies": 1, "tasks": 1}
+    sandbox.reset(sizes={"hubspot": sizes}, enforce_limits=False)
+    register(warehouse, instance, sandbox, WS, ["hubspot"], **config)
 
 
-@pytest.fixture
-def hubspot_ws(warehouse, instance, sandbox):
-    sandbox.reset(sizes=SIZES)
-    register(warehouse, instance, sandbox, WS, ["hubspot"])
-    return warehouse
+def sync(instance, *entities: str):
+    return run_sync(instance, HUBSPOT, WS, selection=[f"hubspot/{e}" for e in entities or ("deals",)])
 
 
-def test_full_then_incremental_fetches_only_modified_records(hubspot_ws, instance, sandbox):
-    first = run_sync(instance, HUBSPOT, WS)
-    assert first.success
-    counts = dict(
-        rows(
-            "SELECT 'deals', count(*) FROM deals UNION ALL SELECT 'contacts', count(*) FROM contacts "
-            "UNION ALL SELECT 'accounts', count(*) FROM accounts UNION ALL SELECT 'tasks', count(*) FROM tasks"
-        )
-    )
-    assert counts == {"deals": 120, "contacts": 150, "accounts": 60, "tasks": 80}
-    deals_meta = metadata(instance, "deals")
-    assert deals_meta["mode"] == "full"
-    assert deals_meta["records_synced"] == 120
-    assert deals_meta["records_failed"] == 0
-    assert deals_meta["pages"] == 2  # list endpoint, 100 per page
-    (max_modified,) = rows("SELECT max(source_updated_at) FROM deals")[0]
-    assert datetime.fromisoformat(deals_meta["watermark"]) == max_modified
-    first_requests = sandbox.requests("hubspot")
-    assert not [r for r in first_requests if r["path"].endswith("/search")]
+def metadata(instance, entity: str = "deals") -> dict:
+    return latest_metadata(instance, f"hubspot/{entity}", WS)
 
-    mutated = sandbox.mutate("hubspot", "deals", 3)["ids"]
-    sandbox.clear_requests("hubspot")
-    second = run_sync(instance, HUBSPOT, WS)
-    assert second.success
 
-    searches = [r for r in sandbox.requests("hubspot") if r["path"] == "/hubspot/crm/v3/objects/deals/search"]
-    assert len(searches) == 1
-    watermark_ms = str(int(datetime.fromisoformat(deals_meta["watermark"]).timestamp() * 1000))
-    assert searches[0]["body"]["filterGroups"] == [
-        {"filters": [{"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": watermark_ms}]}
+def deal_id(index: int) -> str:
+    return str(DEAL_ID_BASE + index)
+
+
+def epoch_ms(moment: str | float | datetime) -> int:
+    """An ISO instant, epoch seconds (a watermark's metadata value) or a datetime, in epoch ms."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    elif isinstance(moment, float | int):
+        moment = datetime.fromtimestamp(moment, UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def searches(sandbox, object_type: str = "deals") -> list[dict]:
+    path = f"/hubspot/crm/v3/objects/{object_type}/search"
+    return [r for r in sandbox.requests("hubspot") if r["path"] == path]
+
+
+def archive_reads(sandbox) -> list[tuple[str, dict, int]]:
+    """(method, query, status) of each request for the deals' archive."""
+    return [(r["method"], r["query"], r["status"]) for r in sandbox.requests("hubspot") if r["path"] == ARCHIVE]
+
+
+def archive_query(after: str | None = None) -> dict[str, str]:
+    query = {"limit": "100", "archived": "true", "properties": ",".join(DEAL_PROPERTIES)}
+    return query if after is None else {**query, "after": after}
+
+
+def filters_sent(sandbox, object_type: str = "deals") -> list[list[tuple[str, str, str]]]:
+    """Each search's filters as (property, operator, value), in the order the sandbox saw them."""
+    return [
+        [(f["propertyName"], f["operator"], f["value"]) for f in r["body"]["filterGroups"][0]["filters"]]
+        for r in searches(sandbox, object_type)
     ]
-    assert searches[0]["body"]["sorts"] == [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}]
-    contact_search = next(r for r in sandbox.requests("hubspot") if r["path"].endswith("/contacts/search"))
-    assert contact_search["body"]["filterGroups"][0]["filters"][0]["propertyName"] == "lastmodifieddate"
-
-    after = metadata(instance, "deals")
-    assert after["mode"] == "incremental"
-    assert after["records_synced"] == 3
-    assert metadata(instance, "contacts")["records_synced"] == 0
-    assert datetime.fromisoformat(after["watermark"]) > datetime.fromisoformat(deals_meta["watermark"])
-    synced_ids = {
-        r[0]
-        for r in rows(
-            "SELECT source_id FROM deals WHERE source_updated_at > :w",
-            w=datetime.fromisoformat(deals_meta["watermark"]),
-        )
-    }
-    assert synced_ids == set(mutated)
-    assert rows("SELECT count(*) FROM deals") == [(120,)]
-    log = rows("SELECT status, mode, records_synced FROM sync_log WHERE connector_type = 'hubspot' ORDER BY id")
-    assert log == [("completed", "full", 410), ("completed", "incremental", 3)]
-    (last_sync_at,) = rows("SELECT last_sync_at FROM connections WHERE workspace_id = :w", w=WS)[0]
-    assert last_sync_at is not None
 
 
-def test_each_row_keeps_the_vendor_record_exactly_as_served(hubspot_ws, instance, sandbox):
-    assert run_sync(instance, HUBSPOT, WS).success
-    client = HubSpotResource().client_for(WarehouseResource().get_connection(WS, "hubspot"))
-    served = client.request(
-        "GET",
-        "/crm/v3/objects/deals",
-        params={"limit": 100, "properties": ",".join(PROPERTIES["deals"] + ["hs_lastmodifieddate", "createdate"])},
-    ).json()["results"]
-    stored = dict(rows("SELECT source_id, properties FROM deals"))
-    assert len(served) == 100
-    for record in served:
-        assert stored[record["id"]] == record
-    assert HubSpotObject.model_validate(served[0]).payload == HubSpotObject.model_validate(served[0]).model_dump(
-        by_alias=True
-    )
+def modified_ms(sandbox) -> dict[str, int]:
+    """Each deal's hs_lastmodifieddate at the vendor, in epoch ms."""
+    return {r["id"]: epoch_ms(r["modified"]) for r in sandbox.truth("hubspot", "deals")}
 
 
-def test_zero_new_records_completes_with_zero_and_keeps_watermark(hubspot_ws, instance, sandbox):
-    assert run_sync(instance, HUBSPOT, WS).success
-    before = {e: metadata(instance, e)["watermark"] for e in ("deals", "contacts", "accounts", "tasks")}
-    assert run_sync(instance, HUBSPOT, WS).success
-    for entity, watermark in before.items():
-        meta = metadata(instance, entity)
-        assert (meta["records_synced"], meta["mode"], meta["watermark"]) == (0, "incremental", watermark)
-    assert rows("SELECT status, records_synced FROM sync_log ORDER BY id DESC LIMIT 1") == [("completed", 0)]
+def deal_names() -> dict[str, str]:
+    return dict(rows("SELECT source_id, name FROM deals WHERE workspace_id = :w", w=WS))
 
 
-def test_existing_row_is_updated_in_place_not_duplicated(hubspot_ws, instance, sandbox):
-    """LW-2: a row seeded by hand with the same source id ends up single and updated."""
-    (deal_id,) = sandbox_deal_ids(1)
-    rows_before = rows(
-        "INSERT INTO deals (workspace_id, source, source_id, name, updated_at) "
-        "VALUES (:w, 'hubspot', :id, 'Test Deal', '2020-01-01T00:00:00Z') RETURNING id, created_at",
-        w=WS,
-        id=deal_id,
-    )
-    assert run_sync(instance, HUBSPOT, WS).success
-    (count, name, updated_at, row_id) = rows(
-        "SELECT count(*), max(name), max(updated_at), max(id) FROM deals "
-        "WHERE workspace_id = :w AND source = 'hubspot' AND source_id = :id",
-        w=WS,
-        id=deal_id,
-    )[0]
-    assert count == 1
-    assert name != "Test Deal" and name
-    assert updated_at > datetime(2020, 1, 2, tzinfo=UTC)
-    assert row_id == rows_before[0][0]
-    assert rows("SELECT count(*) FROM deals WHERE workspace_id = :w", w=WS) == [(120,)]
+def test_a_full_sync_searches_by_object_id_above_the_last_id_read(warehouse, instance, sandbox):
+    setup(warehouse, instance, sandbox, deals=50, page_size=20)
+    assert sync(instance).success
+    by_id = [{"propertyName": "hs_object_id", "direction": "ASCENDING"}]
+    assert [r["body"] for r in searches(sandbox)] == [
+        {
+            "filterGroups": [{"filters": [{"propertyName": "hs_object_id", "operator": "GT", "value": after}]}],
+            "sorts": by_id,
+            "properties": DEAL_PROPERTIES,
+            "limit": 20,
+            "after": "0",
+        }
+        for after in ("0", deal_id(19), deal_id(39))
+    ]
+    assert [r["status"] for r in searches(sandbox)] == [200] * 3
+    # Then the whole archive (search never returns archived records); nothing else, no GET by id.
+    crm = [(r["method"], r["path"]) for r in sandbox.requests("hubspot") if "/crm/" in r["path"]]
+    assert crm == [("POST", SEARCH)] * 3 + [("GET", ARCHIVE)]
+    assert archive_reads(sandbox) == [("GET", archive_query(), 200)]
+    assert sorted(deal_names()) == [deal_id(i) for i in range(50)]
 
 
-def test_bad_record_is_captured_and_the_rest_land(hubspot_ws, instance, sandbox):
-    """LW-1: the bad deal is dead-lettered with its id; good rows land; completed_with_errors."""
-    bad_id = sandbox_deal_ids(6)[5]
-    sandbox.faults("hubspot", bad_records=[bad_id])
-    result = run_sync(instance, HUBSPOT, WS)
-    assert result.success
-    assert rows("SELECT count(*) FROM deals") == [(119,)]
-    assert rows("SELECT count(*) FROM deals WHERE source_id = :id", id=bad_id) == [(0,)]
-    status, errors, failed = rows("SELECT status, errors, records_failed FROM sync_log")[0]
-    assert (status, failed) == ("completed_with_errors", 1)
-    assert len(errors) == 1
-    assert errors[0].startswith("Deal: source_updated_at: ") and errors[0].endswith(f" ({bad_id})")
-    dead = rows("SELECT connector, entity, source_id, error, payload FROM sync_errors")
-    assert len(dead) == 1
-    connector, entity, source_id, error, payload = dead[0]
-    assert (connector, entity, source_id, error) == ("hubspot", "deals", bad_id, errors[0])
-    assert payload["id"] == bad_id and payload["properties"]["hs_lastmodifieddate"] == "not-a-date"
-    checks = {(ev.asset_key.path[1], ev.passed, ev.severity.value) for ev in result.get_asset_check_evaluations()}
-    assert checks == {
-        ("deals", False, "WARN"),
-        ("contacts", True, "WARN"),
-        ("accounts", True, "WARN"),
-        ("tasks", True, "WARN"),
-    }
-    assert metadata(instance, "deals")["records_failed"] == 1
-
-
-def test_retry_after_is_honoured(hubspot_ws, instance, sandbox):
-    sandbox.faults("hubspot", next_429=2, retry_after_s=1)
-    assert run_sync(instance, HUBSPOT, WS).success
-    data = [r for r in sandbox.requests("hubspot") if "/crm/" in r["path"]]
-    assert [r["status"] for r in data[:3]] == [429, 429, 200]
-    assert data[1]["ts_ms"] - data[0]["ts_ms"] >= 1000
-    assert data[2]["ts_ms"] - data[1]["ts_ms"] >= 1000
-    assert rows("SELECT count(*) FROM deals") == [(120,)]
-
-
-def test_persistent_429_fails_after_three_retries_with_a_clear_error(hubspot_ws, instance, sandbox):
-    sandbox.faults("hubspot", rate_429=1.0, retry_after_s=0.2)
-    result = run_sync(instance, HUBSPOT, WS)
-    assert not result.success
-    data = [r for r in sandbox.requests("hubspot") if "/crm/" in r["path"]]
-    assert [r["status"] for r in data] == [429, 429, 429, 429]
-    status, error = rows("SELECT status, error FROM sync_log")[0]
-    assert status == "failed"
-    assert error.startswith("[HubSpot] Rate limited (429) on GET /crm/v3/objects/deals; gave up after 3 retries")
-
-
-def test_backoff_without_retry_after_is_2_4_8_seconds(hubspot_ws, instance, sandbox):
-    sandbox.faults("hubspot", next_429=3)
-    assert run_sync(instance, HUBSPOT, WS, selection=["hubspot/deals"]).success
-    data = [r for r in sandbox.requests("hubspot") if "/crm/" in r["path"]]
-    assert [r["status"] for r in data[:4]] == [429, 429, 429, 200]
-    gaps = [(b["ts_ms"] - a["ts_ms"]) / 1000 for a, b in zip(data, data[1:4], strict=False)]
-    for gap, expected in zip(gaps, (2, 4, 8), strict=True):
-        assert expected <= gap < expected + 1.5
-
-
-def test_search_cap_beyond_10000_results_loses_nothing(warehouse, instance, sandbox):
-    sandbox.reset(sizes={"hubspot": {"deals": 10_450, "contacts": 1, "companies": 1, "tasks": 1}}, enforce_limits=False)
-    register(warehouse, instance, sandbox, WS, ["hubspot"], rate_limit=False)
-    assert run_sync(instance, HUBSPOT, WS, selection=["hubspot/deals"]).success
-    mutated = sandbox.mutate("hubspot", "deals", 10_450)["ids"]
-    assert len(mutated) == 10_450
+def test_an_incremental_sync_searches_last_modified_from_the_watermark_in_epoch_ms(warehouse, instance, sandbox):
+    """Deals filter on hs_lastmodifieddate, contacts on lastmodifieddate (no hs_ prefix); oldest first."""
+    setup(warehouse, instance, sandbox, deals=30, page_size=20)
+    assert sync(instance, "deals", "contacts").success
+    marks = {e: metadata(instance, e)["watermark"] for e in ("deals", "contacts")}
+    # The dataset lies in the past: each watermark is its newest record's time (the last one generated).
+    assert epoch_ms(marks["deals"]) == modified_ms(sandbox)[deal_id(29)]
+    edited = sandbox.mutate("hubspot", "deals", 3)["ids"]
+    sandbox.mutate("hubspot", "contacts", ids=[sandbox.truth("hubspot", "contacts")[0]["id"]])
     sandbox.clear_requests("hubspot")
-    assert run_sync(instance, HUBSPOT, WS, selection=["hubspot/deals"]).success
-    searches = [r for r in sandbox.requests("hubspot") if r["path"].endswith("/deals/search")]
-    assert all(r["status"] == 200 for r in searches)
-    offsets = [int(r["body"]["after"]) for r in searches]
-    assert max(offsets) < 10_000
-    assert offsets.count(0) >= 2  # the window restarted past the cap
-    meta = metadata(instance, "deals")
-    assert meta["records_synced"] == 10_450
-    assert rows("SELECT count(*), count(DISTINCT source_id) FROM deals") == [(10_450, 10_450)]
-    (stale,) = rows(
-        "SELECT count(*) FROM deals WHERE properties->'properties'->>'hs_lastmodifieddate' < :w", w="2026-01-01"
-    )[0]
-    assert stale == 0
+
+    assert sync(instance, "deals", "contacts").success
+    for object_type, entity, prop in (
+        ("deals", "deals", "hs_lastmodifieddate"),
+        ("contacts", "contacts", "lastmodifieddate"),
+    ):
+        [request] = searches(sandbox, object_type)
+        assert request["body"]["filterGroups"] == [
+            {"filters": [{"propertyName": prop, "operator": "GTE", "value": str(epoch_ms(marks[entity]))}]}
+        ]
+        assert request["body"]["sorts"] == [{"propertyName": prop, "direction": "ASCENDING"}]
+        assert (request["body"]["after"], request["body"]["limit"]) == ("0", 20)
+    deals = metadata(instance, "deals")
+    # The newest deal of the full sync is at the watermark itself: read again, unchanged, not counted.
+    assert (deals["mode"], deals["records_synced"], deals["records_reread"]) == ("incremental", 3, 1)
+    contacts = metadata(instance, "contacts")
+    assert (contacts["records_synced"], contacts["records_reread"]) == (1, 0)  # the only contact, edited
+    names = deal_names()
+    assert sorted(i for i, name in names.items() if name.endswith(" (rev 1)")) == sorted(edited)
 
 
-def test_crash_after_commit_before_metadata_replays_without_duplicates(hubspot_ws, instance, sandbox):
-    """Pages committed before a crash are re-read next time (no watermark was recorded): no loss,
-    no duplicates."""
-    import dataclasses
+def test_an_archived_deal_comes_from_the_archive_pass_with_its_archived_at_as_deleted_at(warehouse, instance, sandbox):
+    """Archiving leaves hs_lastmodifieddate alone, so the incremental search cannot see it: the archive pass
+    (the list endpoint with ``archived=true``) brings the deal, archived, with the instant it was archived."""
+    setup(warehouse, instance, sandbox, deals=30, page_size=20)
+    assert sync(instance).success
+    watermark = epoch_ms(metadata(instance)["watermark"])
+    archived = sandbox.mutate("hubspot", "deals", action="archive", ids=[deal_id(3)])
+    assert archived["modified_at"] is None  # the modified time stays
+    sandbox.clear_requests("hubspot")
 
-    from sync_assets import hubspot as hubspot_recipe
-    from sync_assets.factory import build_connector_assets
-
-    real_fetch = hubspot_recipe.CONNECTOR.entities[0].fetch
-
-    def crashing_fetch(client, since):
-        for index, page in enumerate(real_fetch(client, since)):
-            yield page
-            if index == 0:
-                raise RuntimeError("worker crashed after committing page 1")
-
-    crashing = dataclasses.replace(
-        hubspot_recipe.CONNECTOR,
-        entities=(dataclasses.replace(hubspot_recipe.CONNECTOR.entities[0], fetch=crashing_fetch),),
+    assert sync(instance).success
+    assert filters_sent(sandbox) == [[("hs_lastmodifieddate", "GTE", str(watermark))]]  # deal 29 alone
+    assert archive_reads(sandbox) == [("GET", archive_query(), 200)]
+    [(deleted, deleted_at, updated_at, merged_into, record)] = rows(
+        "SELECT is_deleted, deleted_at, source_updated_at, merged_into, properties FROM deals WHERE source_id = :i",
+        i=deal_id(3),
     )
-    failed = run_sync(instance, build_connector_assets(crashing), WS)
-    assert not failed.success
-    assert rows("SELECT count(*) FROM deals") == [(100,)]  # page 1 committed
-    assert not instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey(["hubspot", "deals"]), asset_partitions=[WS]), limit=1
-    ).records
-    assert rows("SELECT status, error FROM sync_log") == [("failed", "worker crashed after committing page 1")]
+    assert (deleted, deleted_at, merged_into) == (True, datetime.fromisoformat(archived["changed_at"]), None)
+    assert epoch_ms(updated_at) == modified_ms(sandbox)[deal_id(3)]
+    assert (record["archived"], record["archivedAt"]) == (True, archived["changed_at"])
+    meta = metadata(instance)
+    assert (meta["records_synced"], meta["records_reread"], meta["records_deleted"]) == (0, 1, 1)
 
-    assert run_sync(instance, HUBSPOT, WS, selection=["hubspot/deals"]).success
-    assert metadata(instance, "deals")["mode"] == "full"
-    assert rows("SELECT count(*), count(DISTINCT source_id) FROM deals") == [(120, 120)]
+    # Every sync pages the whole archive again: the deal the warehouse holds archived costs no write.
+    assert sync(instance).success
+    meta = metadata(instance)
+    assert (meta["records_synced"], meta["records_reread"], meta["records_deleted"]) == (0, 2, 0)
 
 
-def test_expired_token_refreshes_and_continues(hubspot_ws, instance, sandbox):
-    resource = HubSpotResource()
-    connection = WarehouseResource().get_connection(WS, "hubspot")
-    client = resource.client_for(connection)
-    pages = client.list_objects("deals", ["dealname"])
-    assert len(next(pages).records) == 100
-    sandbox.faults("hubspot", expire_tokens=True)
-    assert len(next(pages).records) == 20
-    statuses = [(r["path"].rsplit("/", 1)[-1], r["status"]) for r in sandbox.requests("hubspot")]
-    assert statuses == [("token", 200), ("deals", 200), ("deals", 401), ("token", 200), ("deals", 200)]
+def test_a_deal_edited_behind_the_incremental_reader_hides_no_unread_deal(warehouse, instance, sandbox):
+    """Regression: the incremental read paged with search's ``after``, an offset into the last-modified
+    order. A deal of page 1 edited after page 1 was served moved to the end of that order, every later
+    deal moved up one place, and the deal at the start of page 2 was never read: 399 of 400 deals."""
+    setup(warehouse, instance, sandbox, deals=400, page_size=100)
+    since = datetime(2024, 1, 1, tzinfo=UTC)  # before every deal: all 400 match
+    before = modified_ms(sandbox)
+    sandbox.faults(
+        "hubspot",
+        mutate_after_requests=[
+            {"after": 1, "path_contains": "/deals/search", "mutation": {"entity": "deals", "ids": [deal_id(0)]}}
+        ],
+    )
+    client = HubSpotResource().client_for(WarehouseResource().get_connection(WS, "hubspot"))
+    *searched, archive = DEALS_READ(client, ReadWindow(since=since))
+
+    read = [record.id for page in searched for record in page.records]
+    assert set(read) == {deal_id(i) for i in range(400)}
+    # Deal 0 twice: before its edit on page 1, after it at the end. Every other deal exactly once.
+    assert len(read) == 401 and read.count(deal_id(0)) == 2 and read[-1] == deal_id(0)
+    assert searched[-1].records[-1].properties["dealname"].endswith(" (rev 1)")
+    assert (archive.records, archive.deletions) == ([], [])  # the archive, after the search: empty
+    assert archive_reads(sandbox) == [("GET", archive_query(), 200)]
+    # Each request starts at the last instant read (keyset), from offset 0.
+    frontier = [str(epoch_ms(since))] + [str(before[deal_id(i)]) for i in (99, 198, 297, 396)]
+    assert filters_sent(sandbox) == [[("hs_lastmodifieddate", "GTE", value)] for value in frontier]
+    assert {r["body"]["after"] for r in searches(sandbox)} == {"0"}
+
+
+def test_a_deal_edited_behind_the_full_sync_is_read_by_the_next_incremental_one(warehouse, instance, sandbox):
+    """Regression: deal A is read on page 1 and then edited; deal B, on page 3, is edited after A and
+    before its page is read. The watermark used to be the greatest committed time, B's, which is later
+    than A's edit, so the next incremental sync started after A's edit and never re-read A. Now the
+    watermark never passes the read's start (less HubSpot's search lag), so A's edit is found."""
+    setup(warehouse, instance, sandbox, deals=60, page_size=20)
+    deal_a, deal_b = deal_id(5), deal_id(45)
+    edit = [{"entity": "deals", "ids": [deal_a]}, {"entity": "deals", "ids": [deal_b]}]
+    sandbox.faults(
+        "hubspot",
+        mutate_after_requests=[{"after": 1, "path_contains": "/deals/search", "mutation": m} for m in edit],
+    )
+    assert sync(instance).success
+    names = deal_names()
+    assert not names[deal_a].endswith(" (rev 1)") and names[deal_b].endswith(" (rev 1)")
+    full = metadata(instance)
+    assert modified_ms(sandbox)[deal_b] > modified_ms(sandbox)[deal_a] >= full["read_started_at"] * 1000
+    assert full["watermark"] == full["read_started_at"] - 120  # the read start less the 2-minute search lag
+    assert filters_sent(sandbox) == [[("hs_object_id", "GT", v)] for v in ("0", deal_id(19), deal_id(39))]
+    sandbox.clear_requests("hubspot")
+
+    assert sync(instance).success
+    assert filters_sent(sandbox) == [[("hs_lastmodifieddate", "GTE", str(epoch_ms(full["watermark"])))]]
+    incremental = metadata(instance)
+    assert (incremental["records_synced"], incremental["records_reread"]) == (1, 1)  # A written, B unchanged
+    names = deal_names()
+    assert sorted(i for i, name in names.items() if name.endswith(" (rev 1)")) == [deal_a, deal_b]
+
+
+def test_a_page_all_at_one_instant_is_paged_by_id_and_nothing_is_lost(warehouse, instance, sandbox):
+    """One mutation stamps all its deals with one instant: more of them than a page holds. A ``>=`` on that
+    instant would serve the same first page forever, so the instant is paged by object id, then passed."""
+    setup(warehouse, instance, sandbox, deals=120, page_size=20)
+    assert sync(instance).success
+    watermark = epoch_ms(metadata(instance)["watermark"])
+    edited = sandbox.mutate("hubspot", "deals", 50)
+    instant = epoch_ms(edited["modified_at"])
+    assert edited["ids"] == [deal_id(i) for i in range(50)]
+    sandbox.clear_requests("hubspot")
+
+    assert sync(instance).success
+    at_instant = ("hs_lastmodifieddate", "EQ", str(instant))
+    assert filters_sent(sandbox) == [
+        [("hs_lastmodifieddate", "GTE", str(watermark))],  # deal 119 (the watermark), deals 0-18
+        [("hs_lastmodifieddate", "GTE", str(instant))],  # deals 0-19: only deal 19 is new
+        [("hs_lastmodifieddate", "GTE", str(instant))],  # deals 0-19 again: a full page, all read
+        [at_instant, ("hs_object_id", "GT", "0")],
+        [at_instant, ("hs_object_id", "GT", deal_id(19))],
+        [at_instant, ("hs_object_id", "GT", deal_id(39))],
+        [("hs_lastmodifieddate", "GTE", str(instant + 1))],
+    ]
+    meta = metadata(instance)
+    assert (meta["records_synced"], meta["records_reread"], meta["records_failed"]) == (50, 1, 0)
+    names = deal_names()
+    assert sorted(i for i, name in names.items() if name.endswith(" (rev 1)")) == sorted(edited["ids"])
+    assert len(names) == 120
+
+
+def test_more_than_10000_changed_deals_never_reach_the_search_cap(warehouse, instance, sandbox):
+    """Search answers at most 10,000 results per query (``after`` >= 10,000 is a 400). Keyset requests always
+    start at offset 0, so 10,450 deals changed at one instant are all read."""
+    setup(warehouse, instance, sandbox, deals=10_450)
+    assert sync(instance).success
+    assert metadata(instance)["records_synced"] == 10_450
+    assert len(sandbox.mutate("hubspot", "deals", 10_450)["ids"]) == 10_450
+    sandbox.clear_requests("hubspot")
+
+    assert sync(instance).success
+    sent = searches(sandbox)
+    assert {(r["status"], r["body"]["after"]) for r in sent} == {(200, "0")}
+    # Every deal is at one instant: its first page read, that page served again (all read), 53 pages of
+    # the instant by id, then one search past the instant.
+    assert len(sent) == 2 + 53 + 1
+    meta = metadata(instance)
+    assert (meta["records_synced"], meta["records_reread"], meta["records_failed"]) == (10_450, 0, 0)
+    assert rows(
+        "SELECT count(*), count(DISTINCT source_id), count(*) FILTER (WHERE name LIKE '% (rev 1)') FROM deals"
+    ) == [(10_450, 10_450, 10_450)]
+
+
+def test_throttling_without_retry_after_backs_off_2_4_and_8_seconds(warehouse, instance, sandbox):
+    setup(warehouse, instance, sandbox, deals=30)
+    sandbox.faults("hubspot", next_429=3)
+    result = sync(instance)
+    assert result.success
+    data = [r for r in sandbox.requests("hubspot") if "/crm/" in r["path"]]
+    assert [(r["path"], r["status"]) for r in data] == [(SEARCH, 429)] * 3 + [(SEARCH, 200), (ARCHIVE, 200)]
+    searched = data[:4]
+    gaps = [(b["ts_ms"] - a["ts_ms"]) / 1000 for a, b in zip(searched, searched[1:], strict=False)]
+    for gap, expected in zip(gaps, (2, 4, 8), strict=True):
+        assert expected <= gap < expected + 1.5, gaps
+    logged = [e.user_message for e in instance.all_logs(result.run_id)]
+    retries = [m for m in logged if m.startswith("[HubSpot Client] Rate limited")]
+    assert retries == [f"[HubSpot Client] Rate limited (429), retrying in {ms}ms" for ms in (2000, 4000, 8000)]
+
+
+def test_each_row_keeps_the_record_exactly_as_search_serves_it(warehouse, instance, sandbox):
+    """The client builds each record's payload by hand (for speed): it must equal the record on the wire."""
+    setup(warehouse, instance, sandbox, deals=30)
+    assert sync(instance).success
+    client = HubSpotResource().client_for(WarehouseResource().get_connection(WS, "hubspot"))
+    body = {"properties": DEAL_PROPERTIES, "limit": 100, "sorts": [{"propertyName": "hs_object_id"}]}
+    served = client.request("POST", "/crm/v3/objects/deals/search", json=body).json()["results"]
+    stored = dict(rows("SELECT source_id, properties FROM deals"))
+    assert len(served) == len(stored) == 30
+    assert {r["id"]: r for r in served} == stored
+
+
+def test_a_deal_swept_while_its_survivor_was_archived_learns_the_survivor_when_it_returns(warehouse, instance, sandbox):
+    """Regression (found by the reconciliation race): deal 3 merged into deal 5, then deal 5 archived. A full
+    read's sweep asks for deal 3, HubSpot answers 404 (its survivor is archived), and the row is marked
+    deleted with no survivor. Deal 5 restored lists deal 3 in hs_merged_object_ids: the row learns it."""
+    setup(warehouse, instance, sandbox, deals=30, page_size=20)
+    assert sync(instance).success
+    sandbox.mutate("hubspot", "deals", action="merge", ids=[deal_id(3)], into=deal_id(5))
+    sandbox.mutate("hubspot", "deals", action="archive", ids=[deal_id(5)])
+    assert run_sync(instance, HUBSPOT, WS, selection=["hubspot/deals"], tags={"full_refresh": "true"}).success
+    lifecycle = "SELECT source_id, is_deleted, merged_into FROM deals WHERE source_id IN (:a, :b) ORDER BY 1"
+    assert rows(lifecycle, a=deal_id(3), b=deal_id(5)) == [(deal_id(3), True, None), (deal_id(5), True, None)]
+
+    sandbox.mutate("hubspot", "deals", action="restore", ids=[deal_id(5)])
+    assert sync(instance).success
+    assert rows(lifecycle, a=deal_id(3), b=deal_id(5)) == [(deal_id(3), True, deal_id(5)), (deal_id(5), False, None)]
+
+
+def test_a_bad_deal_read_again_keeps_one_open_dead_letter_from_the_latest_run(warehouse, instance, sandbox):
+    setup(warehouse, instance, sandbox, deals=30)
+    bad = deal_id(3)
+    sandbox.faults("hubspot", bad_records=[bad])
+    first = sync(instance)
+    again = run_sync(
+        instance, HUBSPOT, WS, selection=["hubspot/deals"], run_config=sync_run_config(["hubspot"], full_refresh=True)
+    )
+    assert first.success and again.success
+    assert metadata(instance)["records_failed"] == 1
+    assert rows("SELECT source_id, run_id, resolved_at FROM sync_errors") == [(bad, again.run_id, None)]

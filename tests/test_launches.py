@@ -23,7 +23,14 @@ from resources import schema
 from resources.control_plane import upsert_connection, upsert_workspace
 from resources.warehouse import WarehouseResource
 
-HUBSPOT_ASSETS = ["hubspot/deals", "hubspot/contacts", "hubspot/accounts", "hubspot/tasks"]
+# A workspace sync selects the connector's assets, then the warehouse tables they write.
+HUBSPOT_ASSETS = [
+    "hubspot/deals",
+    "hubspot/contacts",
+    "hubspot/accounts",
+    "hubspot/tasks",
+    *(f"warehouse/{t}" for t in ("deals", "contacts", "accounts", "tasks", "sync_errors")),
+]
 launches = schema.sync_launches
 
 
@@ -32,10 +39,10 @@ class RecordingRuns:
         self.failure = failure
         self.launched: list[tuple] = []
 
-    def launch(self, run_id, job_name, tags, asset_keys) -> None:
+    def launch(self, run_id, job_name, tags, asset_keys, run_config) -> None:
         if self.failure is not None:
             raise self.failure
-        self.launched.append((run_id, job_name, tags, asset_keys))
+        self.launched.append((run_id, job_name, tags, asset_keys, run_config))
 
 
 class IdleDagster:
@@ -72,7 +79,7 @@ class WakeCounter:
 @pytest.fixture
 def hubspot_workspace(warehouse):
     upsert_workspace(warehouse, "ws1", "Ws1")
-    upsert_connection(warehouse, "ws1", "hubspot", {"access_token": "pat-secret-1"}, {"base_url": "http://h"})
+    upsert_connection(warehouse, "ws1", "hubspot", {"access_token": "pat-secret-1"}, {})
     return warehouse
 
 
@@ -130,6 +137,7 @@ def test_an_accepted_sync_waits_in_the_outbox_and_blocks_a_second_until_its_run_
         "completedAt": None,
         "durationMs": None,
         "recordsSynced": 0,
+        "recordsDeleted": 0,
         "recordsFailed": 0,
         "results": [],
         "errors": [],
@@ -146,13 +154,14 @@ def test_an_accepted_sync_waits_in_the_outbox_and_blocks_a_second_until_its_run_
     launcher = Launcher(engine, dagster)
     assert launcher.launch_next() is True
     expected_tags = {
-        "sync_type": "manual",
-        "sync_id": accepted.sync_id,
+        "sales-sync/sync_type": "manual",
+        "sales-sync/sync_id": accepted.sync_id,
         "dagster/priority": "10",
-        "full_refresh": "true",
+        "sales-sync/full_refresh": "true",
         "dagster/partition": "ws1",
     }
-    assert dagster.runs.launched == [(job_id, "sync_workspace", expected_tags, HUBSPOT_ASSETS)]
+    expected_config = {"ops": {"hubspot_sync": {"config": {"full_refresh": True}}}}
+    assert dagster.runs.launched == [(job_id, "sync_workspace", expected_tags, HUBSPOT_ASSETS, expected_config)]
     assert dagster.partitions == ["ws1"]
     assert outbox(engine) == []
     assert launcher.launch_next() is False
@@ -230,7 +239,7 @@ def test_the_daily_schedule_skips_a_workspace_whose_accepted_sync_is_not_launche
 ):
     engine = hubspot_workspace
     upsert_workspace(engine, "ws2", "Ws2")
-    upsert_connection(engine, "ws2", "hubspot", {"access_token": "pat-secret-2"}, {"base_url": "http://h"})
+    upsert_connection(engine, "ws2", "hubspot", {"access_token": "pat-secret-2"}, {})
     instance.add_dynamic_partitions("workspace", ["ws1", "ws2"])
     trigger(engine, IdleDagster(), WakeCounter(), "ws1", None, SyncOptions())
 

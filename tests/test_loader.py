@@ -144,18 +144,41 @@ def test_insert_then_reupsert_updates_in_place(engine: sa.Engine) -> None:
     assert after["D2"] == before["D2"]
 
 
-def test_resync_of_identical_rows_still_bumps_updated_at(engine: sa.Engine) -> None:
-    upsert(engine, [deal("D1")])
-    first = fetch(engine)["D1"]
+def test_resync_of_identical_rows_writes_nothing_and_counts_nothing(engine: sa.Engine) -> None:
+    upsert(engine, [deal("D1"), deal("D2")])
+    first = fetch(engine)
     tick(engine)
-    assert upsert(engine, [deal("D1")]) == 1
-    second = fetch(engine)["D1"]
-    assert second.updated_at > first.updated_at
-    assert (second.id, second.created_at, second.name) == (first.id, first.created_at, first.name)
+    assert upsert(engine, [deal("D1"), deal("D2", name="Renamed")]) == 1
+    second = fetch(engine)
+    assert second["D1"] == first["D1"]  # updated_at too: the row was not rewritten
+    assert second["D2"].name == "Renamed" and second["D2"].updated_at > first["D2"].updated_at
+
+
+def test_an_older_version_never_replaces_a_newer_row(engine: sa.Engine) -> None:
+    newer = deal("D1", name="v2", source_updated_at=T0 + timedelta(hours=1), source_version=2)
+    assert upsert(engine, [newer]) == 1
+    stale = deal("D1", name="v1", source_updated_at=T0, source_version=1)
+    assert upsert(engine, [stale]) == 0
+    assert fetch(engine)["D1"].name == "v2"
+
+
+def test_a_second_edit_with_the_same_version_is_still_written(engine: sa.Engine) -> None:
+    """Salesforce's SystemModstamp has whole seconds: two edits in one second carry one version."""
+    assert upsert(engine, [deal("D1", name="first edit", source_version=5)]) == 1
+    assert upsert(engine, [deal("D1", name="second edit", source_version=5)]) == 1
+    assert upsert(engine, [deal("D1", name="second edit", source_version=5)]) == 0
+    assert fetch(engine)["D1"].name == "second edit"
+
+
+def test_rows_without_a_version_are_compared_by_content_alone(engine: sa.Engine) -> None:
+    assert upsert(engine, [deal("D1", source_version=9)]) == 1
+    assert upsert(engine, [deal("D1", name="unversioned write", source_version=None)]) == 1
+    assert upsert(engine, [deal("D1", name="versioned again", source_version=1)]) == 1
+    assert fetch(engine)["D1"].name == "versioned again"
 
 
 def test_seeded_row_is_updated_not_duplicated(engine: sa.Engine) -> None:
-    """LW-2: a row inserted by plain SQL is updated in place by the next sync."""
+    """A row inserted by plain SQL is updated in place by the next sync."""
     with engine.begin() as conn:
         conn.execute(
             sa.text(
@@ -193,7 +216,7 @@ def test_only_provided_columns_are_overwritten(engine: sa.Engine) -> None:
 def test_key_columns_only(engine: sa.Engine) -> None:
     keys = {"workspace_id": WS, "source": "hubspot", "source_id": "K1"}
     assert upsert(engine, [keys]) == 1
-    assert upsert(engine, [keys]) == 1
+    assert upsert(engine, [keys]) == 1  # nothing to compare: the row is touched (updated_at)
     assert count(engine) == 1
 
 
@@ -376,7 +399,7 @@ def test_large_batch_and_sqlite_chunking(engine: sa.Engine, monkeypatch: pytest.
     assert upsert(engine, rows) == 3001
     assert count(engine) == 3001
     rows[1234]["name"] = "changed"
-    assert upsert(engine, rows) == 3001
+    assert upsert(engine, rows) == 1  # the one row that changed, found across chunks
     got = fetch(engine)
     assert count(engine) == 3001
     assert got["L01234"].name == "changed"
@@ -627,3 +650,18 @@ def test_a_resync_rewrites_rows_on_their_own_pages_without_growing_table_or_inde
         eng.dispose()
     assert changed == 5000
     assert after == before
+
+
+def test_keep_stored_columns_keep_a_value_already_there(engine: sa.Engine) -> None:
+    first, later = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
+    row = deal("D1", is_deleted=True, deleted_at=first)
+    assert upsert_rows_kept(engine, [row]) == 1
+    assert upsert_rows_kept(engine, [{**row, "deleted_at": later}]) == 0  # nothing else changed: not rewritten
+    assert upsert_rows_kept(engine, [{**row, "deleted_at": later, "name": "renamed"}]) == 1
+    stored = fetch(engine)["D1"]
+    assert (as_utc(stored.deleted_at), stored.name) == (first, "renamed")
+
+
+def upsert_rows_kept(engine: sa.Engine, rows: list[dict[str, Any]]) -> int:
+    with engine.begin() as conn:
+        return upsert_rows(conn, deals, rows, keep_stored={"deleted_at"})

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sync_assets.loop import PAGES_AHEAD, prefetched
+from sync_assets.pages import PAGES_AHEAD, prefetched
 
 
 class Vendor:

@@ -1,5 +1,5 @@
 """The lease reaper closes sync_log rows whose heartbeat stopped: a run that had outlived its max runtime
-is named as a timeout (MW-1's words), any other as a lost worker."""
+is named as a timeout ("Job <id> exceeded timeout of <ms>ms"), any other as a lost worker."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dagster import DagsterRunStatus, build_sensor_context, job, op
 from sqlalchemy import update
 
 from resources import schema
+from resources.notifier import NotifierResource
 from resources.warehouse import WarehouseResource, utcnow
 from sensors.reaper import LEASE_S, stale_run_reaper
 from tests.support import rows
@@ -36,7 +37,7 @@ def finished_run(instance, tags: dict[str, str]) -> str:
 
 def stale_sync_log_row(warehouse_url: str, run_id: str) -> int:
     resource = WarehouseResource(url=warehouse_url)
-    log_id = resource.start_sync_log(WS, "hubspot", run_id, None, "manual")
+    log_id = resource.start_sync_log(WS, "hubspot", run_id, None, "manual").id
     with resource.engine.begin() as conn:
         conn.execute(
             update(schema.sync_log)
@@ -47,7 +48,9 @@ def stale_sync_log_row(warehouse_url: str, run_id: str) -> int:
 
 
 def reap(instance, warehouse_url: str) -> str:
-    context = build_sensor_context(instance=instance, resources={"warehouse": WarehouseResource(url=warehouse_url)})
+    context = build_sensor_context(
+        instance=instance, resources={"warehouse": WarehouseResource(url=warehouse_url), "notifier": NotifierResource()}
+    )
     return stale_run_reaper(context).skip_message
 
 
@@ -74,4 +77,4 @@ def test_a_row_of_a_run_within_its_limit_is_closed_as_a_lost_worker(instance, pg
     assert status == "failed"
     assert error.startswith(f"Sync worker lost: no heartbeat for {int(LEASE_S) + 5}")
     assert error.endswith(f"(lease {int(LEASE_S)}s), run {run_id}")
-    assert rows("SELECT status, error FROM sync_log WHERE id = :i", i=live) == [("running", None)]
+    assert rows("SELECT status, error FROM sync_log WHERE id = :i", i=live.id) == [("running", None)]

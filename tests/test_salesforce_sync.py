@@ -1,30 +1,48 @@
-"""Salesforce end to end: sandbox over HTTP -> client (REST or Bulk 2.0) -> sync loop -> Postgres, through Dagster."""
+"""Salesforce's own behaviour, against the sandbox over HTTP through the real assets: ``describe`` first (which
+lifecycle fields the object has), then ``COUNT()`` picks the read path (one Bulk API 2.0 job above the
+threshold, keyset-paged SOQL below it), every read a ``queryAll``, SOQL's unquoted datetime literals, the
+``deleted`` endpoint's window, throttling as 403 REQUEST_LIMIT_EXCEEDED, Bulk jobs that fail or come back
+short, Salesforce's error codes, and bad records on either path. What every connector does is in
+tests/contract."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from dagster import AssetKey
+from sqlalchemy import text
 
 from definitions import connector_assets
 from resources.http import VendorError
 from resources.salesforce import SalesforceResource, soql_datetime
 from resources.warehouse import WarehouseResource
-from sync_assets.salesforce import COMMON_FIELDS, FIELDS
+from sync_assets.salesforce import FIELDS
 from tests.conftest import register
 from tests.support import latest_metadata, rows, run_sync
 
 SALESFORCE = next(a for a in connector_assets if AssetKey(["salesforce", "deals"]) in a.keys)
 WS = "acme"
 API = "/salesforce/services/data/v62.0"
-FAST = {"rate_limit": False, "bulk_poll_interval_s": 0.05, "retry": {"backoff_base_s": 0.05}}
-ACCOUNT_SELECT = f"SELECT {', '.join(FIELDS['Account'] + COMMON_FIELDS)} FROM Account"
+FAST = {"bulk_poll_interval_s": 0.05, "retry": {"backoff_base_s": 0.05}}
+ORDER = "ORDER BY SystemModstamp ASC, Id ASC"
+# What every read selects besides the object's own fields, and the lifecycle fields describe lists for it.
+COMMON = ["CreatedDate", "SystemModstamp", "IsDeleted"]
+LIFECYCLE = {"Opportunity": [], "Contact": ["MasterRecordId"], "Account": ["MasterRecordId"], "Task": ["IsArchived"]}
+SAFETY_LAG = timedelta(minutes=10)
+
+# The sandbox is this suite's alone: its platform rate limit is off, as an operator would set it.
+pytestmark = pytest.mark.usefixtures("unlimited")
 
 
-def sf_id(prefix: str, index: int) -> str:
-    return f"{prefix}RO{index:010d}AAA"  # the sandbox's id scheme
+def select(sobject: str) -> str:
+    return f"SELECT {', '.join(FIELDS[sobject] + COMMON + LIFECYCLE[sobject])} FROM {sobject}"
+
+
+def account_id(index: int) -> str:
+    return f"001RO{index:010d}AAA"  # the sandbox's id scheme
 
 
 def metadata(instance, entity: str) -> dict[str, Any]:
@@ -35,8 +53,27 @@ def log_messages(instance, result) -> list[str]:
     return [e.user_message for e in instance.all_logs(result.run_id)]
 
 
-def soql(request: dict[str, Any]) -> str:
-    return request["query"]["q"]
+def data_requests(sandbox) -> list[dict[str, Any]]:
+    return [r for r in sandbox.requests("salesforce") if r["path"].startswith(API)]
+
+
+def soql_sent(sandbox) -> list[str]:
+    return [r["query"]["q"] for r in data_requests(sandbox) if r["path"] == f"{API}/queryAll"]
+
+
+def deleted_windows(sandbox, sobject: str) -> list[tuple[datetime, datetime]]:
+    """(start, end) of each request to the object's ``deleted`` endpoint."""
+    path = f"{API}/sobjects/{sobject}/deleted/"
+    return [
+        (datetime.fromisoformat(r["query"]["start"]), datetime.fromisoformat(r["query"]["end"]))
+        for r in data_requests(sandbox)
+        if r["path"] == path
+    ]
+
+
+def started_at(instance, entity: str) -> datetime:
+    """When (by Salesforce's clock) the entity's latest read began."""
+    return datetime.fromtimestamp(metadata(instance, entity)["read_started_at"], UTC)
 
 
 def setup(warehouse, instance, sandbox, sizes: dict[str, int], **config: Any) -> None:
@@ -45,73 +82,23 @@ def setup(warehouse, instance, sandbox, sizes: dict[str, int], **config: Any) ->
     register(warehouse, instance, sandbox, WS, ["salesforce"], **{**FAST, **config})
 
 
-def test_full_then_incremental_uses_an_unquoted_systemmodstamp_watermark(warehouse, instance, sandbox):
-    """QW-6."""
-    setup(warehouse, instance, sandbox, {"Opportunity": 120, "Contact": 150, "Account": 60, "Task": 80})
-    first = run_sync(instance, SALESFORCE, WS)
-    assert first.success
-    counts = dict(
-        rows(
-            "SELECT 'deals', count(*) FROM deals UNION ALL SELECT 'contacts', count(*) FROM contacts "
-            "UNION ALL SELECT 'accounts', count(*) FROM accounts UNION ALL SELECT 'tasks', count(*) FROM tasks"
-        )
-    )
-    assert counts == {"deals": 120, "contacts": 150, "accounts": 60, "tasks": 80}
-    deals_meta = metadata(instance, "deals")
-    assert (deals_meta["mode"], deals_meta["records_synced"], deals_meta["records_failed"]) == ("full", 120, 0)
-    (max_modified,) = rows("SELECT max(source_updated_at) FROM deals")[0]
-    watermark = datetime.fromisoformat(deals_meta["watermark"])
-    assert watermark == max_modified
-    deal_queries = [soql(r) for r in sandbox.requests("salesforce") if "FROM Opportunity" in soql_or_empty(r)]
-    select = f"SELECT {', '.join(FIELDS['Opportunity'] + COMMON_FIELDS)} FROM Opportunity"
-    assert deal_queries == ["SELECT COUNT() FROM Opportunity", f"{select} ORDER BY SystemModstamp ASC"]
-    assert not any("Using incremental WHERE clause" in m for m in log_messages(instance, first))
-
-    mutated = sandbox.mutate("salesforce", "Opportunity", 3)["ids"]
-    sandbox.clear_requests("salesforce")
-    second = run_sync(instance, SALESFORCE, WS)
-    assert second.success
-
-    where = f"WHERE SystemModstamp >= {soql_datetime(watermark)}"
-    assert soql_datetime(watermark) == watermark.strftime("%Y-%m-%dT%H:%M:%SZ")  # unquoted literal
-    deal_requests = [r for r in sandbox.requests("salesforce") if "FROM Opportunity" in soql_or_empty(r)]
-    assert [(soql(r), r["status"]) for r in deal_requests] == [
-        (f"SELECT COUNT() FROM Opportunity {where}", 200),
-        (f"{select} {where} ORDER BY SystemModstamp ASC", 200),
-    ]
-    assert f"[Salesforce Client] Using incremental WHERE clause: {where} (Opportunity)" in log_messages(
-        instance, second
-    )
-    after = metadata(instance, "deals")
-    assert (after["mode"], after["records_synced"]) == ("incremental", 3)
-    assert metadata(instance, "contacts")["records_synced"] == 0
-    assert datetime.fromisoformat(after["watermark"]) > watermark
-    synced = {r[0] for r in rows("SELECT source_id FROM deals WHERE source_updated_at > :w", w=watermark)}
-    assert synced == set(mutated)
-    assert rows("SELECT count(*) FROM deals") == [(120,)]
-    log = rows("SELECT status, mode, records_synced FROM sync_log WHERE connector_type = 'salesforce' ORDER BY id")
-    assert log == [("completed", "full", 410), ("completed", "incremental", 3)]
-    (last_sync_at,) = rows("SELECT last_sync_at FROM connections WHERE workspace_id = :w", w=WS)[0]
-    assert last_sync_at is not None
+def keyset_after(record: dict[str, str]) -> str:
+    """The continuation a keyset query puts after a record (the truth's ``modified`` is SystemModstamp)."""
+    stamp = record["modified"]
+    return f"(SystemModstamp > {stamp} OR (SystemModstamp = {stamp} AND Id > '{record['id']}'))"
 
 
-def soql_or_empty(request: dict[str, Any]) -> str:
-    return str(request["query"].get("q", ""))
-
-
-def test_more_than_10000_records_are_read_through_bulk_api_2(warehouse, instance, sandbox):
-    """EDGE-4: 12,000 accounts -> one Bulk 2.0 job, polled, read in 3 locator chunks; every row once."""
+def test_more_than_10000_records_are_read_by_one_bulk_job_in_locator_chunks(warehouse, instance, sandbox):
     setup(warehouse, instance, sandbox, {"Account": 12_000}, bulk_max_records=5000)
-    result = run_sync(instance, SALESFORCE, WS, selection=["salesforce/accounts"])
-    assert result.success
-    log = sandbox.requests("salesforce")
+    assert run_sync(instance, SALESFORCE, WS, selection=["salesforce/accounts"]).success
+    log = data_requests(sandbox)
     calls = [(r["method"], r["path"].removeprefix(API), r["query"], r["status"]) for r in log]
-    assert calls[0][1] == "/salesforce/services/oauth2/token"
-    assert calls[1] == ("GET", "/query", {"q": "SELECT COUNT() FROM Account"}, 200)
-    assert calls[2][:2] == ("POST", "/jobs/query")
     job_id = calls[3][1].removeprefix("/jobs/query/")
     assert job_id.startswith("750")
-    assert calls[3:] == [
+    assert calls == [
+        ("GET", "/sobjects/Account/describe", {}, 200),
+        ("GET", "/queryAll", {"q": "SELECT COUNT() FROM Account"}, 200),
+        ("POST", "/jobs/query", {}, 200),
         ("GET", f"/jobs/query/{job_id}", {}, 200),  # InProgress
         ("GET", f"/jobs/query/{job_id}", {}, 200),  # JobComplete
         ("GET", f"/jobs/query/{job_id}/results", {"maxRecords": "5000"}, 200),
@@ -119,93 +106,137 @@ def test_more_than_10000_records_are_read_through_bulk_api_2(warehouse, instance
         ("GET", f"/jobs/query/{job_id}/results", {"maxRecords": "5000", "locator": "MTAwMDA"}, 200),
     ]
     assert log[2]["body"] == {
-        "operation": "query",
-        "query": ACCOUNT_SELECT,
+        "operation": "queryAll",  # deleted and merged rows too (IsDeleted, MasterRecordId)
+        "query": select("Account"),
         "contentType": "CSV",
         "columnDelimiter": "COMMA",
         "lineEnding": "LF",
     }
     assert rows("SELECT count(*), count(DISTINCT source_id) FROM accounts") == [(12_000, 12_000)]
     meta = metadata(instance, "accounts")
-    assert (meta["records_synced"], meta["records_failed"], meta["mode"]) == (12_000, 0, "full")
+    assert (meta["mode"], meta["records_synced"], meta["records_failed"]) == ("full", 12_000, 0)
     # Blank CSV values arrive as null, in the typed column and in the raw record alike.
     nulls, blanks, raw_nulls = rows(
         "SELECT count(*) FILTER (WHERE phone IS NULL), count(*) FILTER (WHERE phone = ''), "
         "count(*) FILTER (WHERE properties->'Phone' = 'null'::jsonb) FROM accounts"
     )[0]
     assert nulls > 0 and blanks == 0 and raw_nulls == nulls
-    mismatched = "SELECT count(*) FROM accounts WHERE 'https://www.' || domain <> properties->>'Website'"
-    assert rows(mismatched) == [(0,)]
+    assert rows("SELECT count(*) FROM accounts WHERE 'https://www.' || domain <> properties->>'Website'") == [(0,)]
 
 
-def test_9000_records_are_read_through_the_rest_query(warehouse, instance, sandbox):
-    """EDGE-4, the other side of the threshold: 9,000 accounts page through nextRecordsUrl."""
+def test_fewer_records_are_read_by_keyset_soql_holding_no_query_locator(warehouse, instance, sandbox):
+    """Each query asks for the rows after the last one read, ``LIMIT 2000``: never a ``nextRecordsUrl``."""
     setup(warehouse, instance, sandbox, {"Account": 9_000})
     assert run_sync(instance, SALESFORCE, WS, selection=["salesforce/accounts"]).success
-    paths = [r["path"].removeprefix(API) for r in sandbox.requests("salesforce")][1:]
-    assert not [p for p in paths if "/jobs/" in p]
-    assert paths[:2] == ["/query", "/query"]
-    more = paths[2:]
-    assert len(more) == 4 and all(p.startswith("/query/01g") for p in more)
-    assert [p.rsplit("-", 1)[1] for p in more] == ["2000", "4000", "6000", "8000"]
+    in_order = sorted(sandbox.truth("salesforce", "Account"), key=lambda r: (r["modified"], r["id"]))
+    keyset = [""] + [f" WHERE {keyset_after(in_order[n - 1])}" for n in (2000, 4000, 6000, 8000)]
+    assert soql_sent(sandbox) == [
+        "SELECT COUNT() FROM Account",
+        *(f"{select('Account')}{where} {ORDER} LIMIT 2000" for where in keyset),
+    ]
+    assert [r["path"] for r in data_requests(sandbox)] == [f"{API}/sobjects/Account/describe"] + [f"{API}/queryAll"] * 6
     assert rows("SELECT count(*), count(DISTINCT source_id) FROM accounts") == [(9_000, 9_000)]
     assert metadata(instance, "accounts")["pages"] == 5
 
 
-def test_expired_session_mid_read_refreshes_once_and_continues(warehouse, instance, sandbox):
-    setup(warehouse, instance, sandbox, {"Account": 2_500})
-    client = SalesforceResource().client_for(WarehouseResource().get_connection(WS, "salesforce"))
-    pages = client.query(f"{ACCOUNT_SELECT} ORDER BY SystemModstamp ASC")
-    first = next(pages).records
-    sandbox.faults("salesforce", expire_tokens=True)
-    second = next(pages).records
-    assert (len(first), len(second)) == (2000, 500)
-    assert len({r.source_id for r in first + second}) == 2_500
-    calls = [(r["path"].removeprefix(API).split("/01g")[0], r["status"]) for r in sandbox.requests("salesforce")]
-    assert calls == [
-        ("/salesforce/services/oauth2/token", 200),
-        ("/query", 200),
-        ("/query", 401),
-        ("/salesforce/services/oauth2/token", 200),
-        ("/query", 200),
+def test_an_incremental_read_filters_systemmodstamp_with_an_unquoted_literal(warehouse, instance, sandbox):
+    setup(warehouse, instance, sandbox, {"Opportunity": 120}, query_page_size=50)
+    assert run_sync(instance, SALESFORCE, WS, selection=["salesforce/deals"]).success
+    watermark = datetime.fromtimestamp(metadata(instance, "deals")["watermark"], UTC)
+    newest = max(sandbox.truth("salesforce", "Opportunity"), key=lambda r: r["modified"])
+    assert watermark == datetime.fromisoformat(newest["modified"])  # the dataset lies in the past
+    full_started = started_at(instance, "deals")
+    sandbox.mutate("salesforce", "Opportunity", 3)
+    sandbox.clear_requests("salesforce")
+
+    result = run_sync(instance, SALESFORCE, WS, selection=["salesforce/deals"])
+    assert result.success
+    where = f"SystemModstamp >= {watermark.strftime('%Y-%m-%dT%H:%M:%SZ')}"  # floored to the second, unquoted
+    assert soql_datetime(watermark) in where
+    assert soql_sent(sandbox) == [
+        f"SELECT COUNT() FROM Opportunity WHERE {where}",
+        f"{select('Opportunity')} WHERE {where} {ORDER} LIMIT 50",
     ]
+    assert [r["path"].removeprefix(API) for r in data_requests(sandbox)] == [
+        "/sobjects/Opportunity/describe",
+        "/queryAll",
+        "/queryAll",
+        "/sobjects/Opportunity/deleted/",  # hard deletes leave no row: asked for the window
+    ]
+    [(start, _)] = deleted_windows(sandbox, "Opportunity")
+    assert start == full_started - SAFETY_LAG
+    assert f"[Salesforce Client] Using incremental WHERE clause: WHERE {where} (Opportunity)" in log_messages(
+        instance, result
+    )
+    meta = metadata(instance, "deals")
+    # The newest deal of the full sync is read again (unchanged, not counted) with the three edits.
+    assert (meta["mode"], meta["records_synced"], meta["records_reread"]) == ("incremental", 3, 1)
 
 
-def test_request_limit_exceeded_is_throttling_backed_off_and_retried(warehouse, instance, sandbox):
+def test_the_deleted_endpoints_window_starts_at_the_previous_read_start_less_the_lag(warehouse, instance, sandbox):
+    """Hard deletes leave no row, so an incremental read asks ``sobjects/{type}/deleted`` from where the previous
+    read began, less the 10-minute lag (a deletion committing late, stamped before that read): not from the
+    watermark, which stays at the newest record however long nothing changes, while Salesforce lists
+    deletions for 15 days only. Each window reaches the latest response, so consecutive windows overlap."""
+    setup(warehouse, instance, sandbox, {"Opportunity": 30})
+    assert run_sync(instance, SALESFORCE, WS, selection=["salesforce/deals"]).success
+    assert deleted_windows(sandbox, "Opportunity") == []  # a full read sweeps instead
+    watermark, full_started = metadata(instance, "deals")["watermark"], started_at(instance, "deals")
+    assert datetime.fromtimestamp(watermark, UTC) < full_started - SAFETY_LAG  # the dataset lies in the past
+    sandbox.clear_requests("salesforce")
+
+    assert run_sync(instance, SALESFORCE, WS, selection=["salesforce/deals"]).success
+    [(start, end)] = deleted_windows(sandbox, "Opportunity")
+    second_started = started_at(instance, "deals")
+    assert start == full_started - SAFETY_LAG
+    assert start < second_started <= end
+    meta = metadata(instance, "deals")
+    assert (meta["mode"], meta["watermark"], meta["records_deleted"]) == ("incremental", watermark, 0)
+    sandbox.clear_requests("salesforce")
+
+    assert run_sync(instance, SALESFORCE, WS, selection=["salesforce/deals"]).success
+    [(start, _)] = deleted_windows(sandbox, "Opportunity")
+    assert start == second_started - SAFETY_LAG < end  # the watermark stayed; the window moved on
+    assert metadata(instance, "deals")["watermark"] == watermark
+
+
+def test_request_limit_exceeded_403_is_throttling_backed_off_and_retried(warehouse, instance, sandbox):
     setup(warehouse, instance, sandbox, {"Opportunity": 120}, retry={"backoff_base_s": 0.2})
     sandbox.faults("salesforce", next_429=2)  # the sandbox's throttle answer: 403 REQUEST_LIMIT_EXCEEDED
     result = run_sync(instance, SALESFORCE, WS, selection=["salesforce/deals"])
     assert result.success
-    data = [r for r in sandbox.requests("salesforce") if "/services/data/" in r["path"]]
-    assert [r["status"] for r in data[:3]] == [403, 403, 200]
-    assert all(soql(r) == "SELECT COUNT() FROM Opportunity" for r in data[:3])
-    gaps = [(b["ts_ms"] - a["ts_ms"]) / 1000 for a, b in zip(data, data[1:3], strict=False)]
-    assert 0.2 <= gaps[0] < 0.2 + 1 and 0.4 <= gaps[1] < 0.4 + 1
-    messages = log_messages(instance, result)
-    assert "[Salesforce Client] Rate limited (403), retrying in 200ms" in messages
-    assert "[Salesforce Client] Rate limited (403), retrying in 400ms" in messages
+    data = data_requests(sandbox)
+    describe = f"{API}/sobjects/Opportunity/describe"
+    assert [(r["status"], r["path"], r["query"]) for r in data[:4]] == [(403, describe, {})] * 2 + [
+        (200, describe, {}),
+        (200, f"{API}/queryAll", {"q": "SELECT COUNT() FROM Opportunity"}),
+    ]
+    retries = [m for m in log_messages(instance, result) if m.startswith("[Salesforce Client] Rate limited")]
+    assert retries == [
+        "[Salesforce Client] Rate limited (403), retrying in 200ms",
+        "[Salesforce Client] Rate limited (403), retrying in 400ms",
+    ]
     assert rows("SELECT count(*) FROM deals") == [(120,)]
 
 
-def test_persistent_request_limit_fails_with_salesforces_error(warehouse, instance, sandbox):
+def test_persistent_request_limit_fails_quoting_salesforces_code_and_message(warehouse, instance, sandbox):
     setup(warehouse, instance, sandbox, {}, retry={"backoff_base_s": 0.05, "max_retries": 1})
     sandbox.faults("salesforce", rate_429=1.0)
     assert not run_sync(instance, SALESFORCE, WS, selection=["salesforce/deals"]).success
     assert rows("SELECT status, error FROM sync_log") == [
         (
             "failed",
-            "[Salesforce] Rate limited (403) on GET /services/data/v62.0/query; gave up after 1 retries: "
-            "HTTP 403 REQUEST_LIMIT_EXCEEDED on GET /services/data/v62.0/query: TotalRequests Limit exceeded.",
+            "[Salesforce] Rate limited (403) on GET /services/data/v62.0/sobjects/Opportunity/describe; gave up "
+            "after 1 retries: REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded.",
         )
     ]
 
 
-def test_failed_bulk_job_fails_the_sync_naming_the_job(warehouse, instance, sandbox):
+def test_a_failed_bulk_job_fails_the_sync_naming_the_job(warehouse, instance, sandbox):
     setup(warehouse, instance, sandbox, {"Account": 60}, bulk_threshold=50)
     sandbox.faults("salesforce", fail_bulk_jobs=1)
-    result = run_sync(instance, SALESFORCE, WS, selection=["salesforce/accounts"])
-    assert not result.success
-    polls = [r["path"] for r in sandbox.requests("salesforce") if "/jobs/query/" in r["path"]]
+    assert not run_sync(instance, SALESFORCE, WS, selection=["salesforce/accounts"]).success
+    polls = [r["path"] for r in data_requests(sandbox) if "/jobs/query/" in r["path"]]
     job_id = polls[0].rsplit("/", 1)[1]
     assert polls == [f"{API}/jobs/query/{job_id}"] * 2  # InProgress, then Failed; results never read
     assert rows("SELECT status, error FROM sync_log") == [
@@ -218,32 +249,92 @@ def test_failed_bulk_job_fails_the_sync_naming_the_job(warehouse, instance, sand
     assert rows("SELECT count(*) FROM accounts") == [(0,)]
 
 
+def test_a_short_bulk_read_fails_the_entity_and_keeps_its_watermark(warehouse, instance, sandbox):
+    """Results that stop short of the job's ``numberRecordsProcessed`` (a truncated download) fail the
+    entity: the rows read are kept, but the watermark stays, so the next sync reads the window again."""
+    setup(warehouse, instance, sandbox, {"Account": 60}, bulk_threshold=10)
+    assert run_sync(instance, SALESFORCE, WS, selection=["salesforce/accounts"]).success
+    first = metadata(instance, "accounts")
+    edited = [account_id(i) for i in range(40, 60)]  # the last 20 in the job's (id) order
+    sandbox.mutate("salesforce", "Account", ids=edited)
+    sandbox.faults("salesforce", bulk_short_results=1)
+    sandbox.clear_requests("salesforce")
+
+    assert not run_sync(instance, SALESFORCE, WS, selection=["salesforce/accounts"]).success
+    [(status, error)] = rows("SELECT status, error FROM sync_log WHERE status = 'failed'")
+    job_id = next(r["path"] for r in data_requests(sandbox) if r["path"].endswith("/results")).split("/")[-2]
+    assert error == f"[Salesforce] Bulk API 2.0 query job {job_id} (Account) returned 19 rows; the job processed 20"
+    assert metadata(instance, "accounts") == first  # no new materialization: the watermark stays
+    revised = "SELECT source_id FROM accounts WHERE properties->>'Name' LIKE '% (rev 1)' ORDER BY source_id"
+    assert [r[0] for r in rows(revised)] == edited[:-1]  # the rows read before the shortfall are kept
+
+    sandbox.clear_faults("salesforce")
+    assert run_sync(instance, SALESFORCE, WS, selection=["salesforce/accounts"]).success
+    meta = metadata(instance, "accounts")
+    assert (meta["mode"], meta["records_synced"], meta["records_reread"]) == ("incremental", 1, 19)
+    assert [r[0] for r in rows(revised)] == edited
+
+
 @pytest.mark.parametrize("path", ["bulk", "rest"])
-def test_bad_record_is_captured_per_record(warehouse, instance, sandbox, path):
-    """LW-1 on both read paths: a malformed SystemModstamp dead-letters that record only."""
+def test_a_bad_record_is_dead_lettered_on_either_read_path(warehouse, instance, sandbox, path):
+    """A malformed SystemModstamp in a Bulk CSV row or in a REST JSON record dead-letters that record only."""
     setup(warehouse, instance, sandbox, {"Account": 60}, bulk_threshold=50 if path == "bulk" else 10_000)
-    bad_id = sf_id("001", 5)
+    bad_id = account_id(5)
     sandbox.faults("salesforce", bad_records=[bad_id])
-    result = run_sync(instance, SALESFORCE, WS, selection=["salesforce/accounts"])
-    assert result.success
-    used_bulk = any("/jobs/query" in r["path"] for r in sandbox.requests("salesforce"))
+    assert run_sync(instance, SALESFORCE, WS, selection=["salesforce/accounts"]).success
+    used_bulk = any("/jobs/query" in r["path"] for r in data_requests(sandbox))
     assert used_bulk == (path == "bulk")
     assert rows("SELECT count(*) FROM accounts") == [(59,)]
-    error = f"Account: source_updated_at: Value error, Invalid isoformat string: 'not-a-date' ({bad_id})"
+    error = f"Account: source_updated_at: not an ISO-8601 timestamp or epoch milliseconds in range ({bad_id})"
     assert rows("SELECT status, records_failed, errors FROM sync_log") == [("completed_with_errors", 1, [error])]
-    ((entity, source_id, dead_error, payload),) = rows("SELECT entity, source_id, error, payload FROM sync_errors")
+    [(entity, source_id, dead_error, payload)] = rows("SELECT entity, source_id, error, payload FROM sync_errors")
     assert (entity, source_id, dead_error) == ("accounts", bad_id, error)
     assert payload["Id"] == bad_id and payload["SystemModstamp"] == "not-a-date"
-    assert metadata(instance, "accounts")["records_failed"] == 1
 
 
-def test_salesforce_errors_surface_error_code_and_message(warehouse, instance, sandbox):
+def test_a_malformed_record_ending_a_keyset_page_does_not_stop_the_paging(warehouse, instance, sandbox):
+    """The next keyset query starts after the page's last readable row; the malformed one is read once."""
+    setup(warehouse, instance, sandbox, {"Account": 60}, query_page_size=20)
+    in_order = sorted(sandbox.truth("salesforce", "Account"), key=lambda r: (r["modified"], r["id"]))
+    bad_id = in_order[19]["id"]  # the last row of the first page
+    sandbox.faults("salesforce", bad_records=[bad_id])
+    assert run_sync(instance, SALESFORCE, WS, selection=["salesforce/accounts"]).success
+    assert rows("SELECT count(*), count(DISTINCT source_id) FROM accounts") == [(59, 59)]
+    assert rows("SELECT source_id FROM sync_errors") == [(bad_id,)]
+
+
+def test_soql_errors_surface_salesforces_code_and_message(warehouse, instance, sandbox):
     setup(warehouse, instance, sandbox, {})
     client = SalesforceResource().client_for(WarehouseResource().get_connection(WS, "salesforce"))
     with pytest.raises(VendorError) as quoted:
         client.count("Account", " WHERE SystemModstamp >= '2025-01-01T00:00:00Z'")
     assert str(quoted.value) == (
-        "[Salesforce] HTTP 400 MALFORMED_QUERY on GET /services/data/v62.0/query: value of filter criterion for "
-        "field 'SystemModstamp' must be of type dateTime and should not be enclosed in quotes"
+        "[Salesforce] HTTP 400 MALFORMED_QUERY on GET /services/data/v62.0/queryAll: value of filter criterion "
+        "for field 'SystemModstamp' must be of type dateTime and should not be enclosed in quotes"
     )
+    assert (quoted.value.status, quoted.value.code) == (400, "MALFORMED_QUERY")
     assert client.count("Account", " WHERE SystemModstamp >= 2025-01-01T00:00:00Z") == 1
+
+
+def test_a_listed_deletion_older_than_the_stored_version_is_asked_of_salesforce(warehouse, instance, sandbox):
+    """A deletion dated before the version the warehouse holds is either stale (deleted, then restored and
+    read again) or a disagreement of clocks: never dropped on its date alone, it is asked of Salesforce by id."""
+    setup(warehouse, instance, sandbox, {"Contact": 3})
+    assert run_sync(instance, SALESFORCE, WS, selection=["salesforce/contacts"]).success
+    gone, kept, _ = sorted(r["id"] for r in sandbox.truth("salesforce", "Contact"))
+    ahead = datetime.now(UTC) + timedelta(hours=1)  # a version stamped after the purge that follows
+    with warehouse.begin() as conn:
+        conn.execute(
+            text("UPDATE contacts SET source_updated_at = :t WHERE source_id IN (:a, :b)"),
+            {"t": ahead, "a": gone, "b": kept},
+        )
+    sandbox.mutate("salesforce", "Contact", action="purge", ids=[gone])
+    time.sleep(1.1)  # the deleted endpoint's window ends on a whole second: one past the purge
+    sandbox.clear_requests("salesforce")
+
+    assert run_sync(instance, SALESFORCE, WS, selection=["salesforce/contacts"]).success
+    assert f"{select('Contact')} WHERE Id IN ('{gone}')" in soql_sent(sandbox)  # the one id in doubt
+    assert rows("SELECT source_id, is_deleted FROM contacts ORDER BY source_id") == sorted(
+        [(gone, True), (kept, False), (_, False)]
+    )
+    assert metadata(instance, "contacts")["records_deleted"] == 1

@@ -1,4 +1,4 @@
-"""Signed webhooks delivered from the ``webhook_deliveries`` outbox (DESIGN.md §8, docs/webhooks.md).
+"""Signed webhooks delivered from the ``webhook_deliveries`` outbox (docs/webhooks.md).
 
 envelope: the body and its signature; destination: http(s) + SSRF checks at send time; config: a
 workspace's URL and encrypted secret; outbox: enqueue, claim, backoff; delivery: one HTTP attempt per

@@ -52,7 +52,8 @@ def _host_header(dest: Destination) -> str:
 
 
 def post(dest: Destination, body: str, headers: dict[str, str], timeout_s: float) -> int:
-    """POST to the vetted address (never re-resolving the name); redirects are not followed."""
+    """POST to the vetted address (never re-resolving the name); redirects are not followed and the
+    answer's body is not read."""
     timeout = urllib3.Timeout(total=timeout_s)
     pool: Any
     if dest.scheme == "https":
@@ -76,7 +77,7 @@ def post(dest: Destination, body: str, headers: dict[str, str], timeout_s: float
             body=body.encode(),
             headers={**headers, "Host": _host_header(dest)},
             redirect=False,
-            preload_content=True,
+            preload_content=False,  # only the status matters: the receiver's body is never read
         )
         return response.status
     finally:

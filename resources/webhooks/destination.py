@@ -1,5 +1,5 @@
-"""Where a webhook may go: http(s) only, and never to private, loopback or link-local addresses unless
-``WEBHOOK_ALLOW_PRIVATE=1`` or ``WEBHOOK_ALLOWED_HOSTS`` permits it.
+"""Where a webhook may go: http(s) only, and only to public addresses (the egress guard's deny-list,
+resources/egress.py) unless ``WEBHOOK_ALLOW_PRIVATE=1`` or ``WEBHOOK_ALLOWED_HOSTS`` permits it.
 
 The check runs at send time on the addresses the name resolves to then, and the connection is made to
 exactly the address that passed, so a DNS answer that changes after the check cannot redirect it.
@@ -7,16 +7,13 @@ exactly the address that passed, so a DNS answer that changes after the check ca
 
 from __future__ import annotations
 
-import ipaddress
-import os
-import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from resources.settings import allow_private_webhooks
+from resources.egress import EgressPolicy, EgressRefused
+from resources.settings import allow_private_webhooks, webhook_allowed_hosts
 
 ALLOWED_HOSTS_ENV = "WEBHOOK_ALLOWED_HOSTS"
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class InvalidWebhookUrl(ValueError):
@@ -58,30 +55,12 @@ def safe_origin(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
-def _allowlist() -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:
-    names: set[str] = set()
-    networks = []
-    for item in os.environ.get(ALLOWED_HOSTS_ENV, "").split(","):
-        item = item.strip().lower()
-        if not item:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            names.add(item)
-    return names, networks
-
-
-def _forbidden_kind(ip: IPAddress) -> str | None:
-    if ip.is_loopback:
-        return "loopback"
-    if ip.is_link_local:
-        return "link-local"
-    if ip.is_private:
-        return "private"
-    if ip.is_multicast or ip.is_reserved or ip.is_unspecified:
-        return "reserved"
-    return None
+def webhook_policy() -> EgressPolicy:
+    return EgressPolicy.from_entries(
+        webhook_allowed_hosts(),
+        allow_private=allow_private_webhooks(),
+        hint=f"set WEBHOOK_ALLOW_PRIVATE=1 or list the host in {ALLOWED_HOSTS_ENV} to allow it",
+    )
 
 
 def resolve(url: str) -> Destination:
@@ -92,17 +71,7 @@ def resolve(url: str) -> Destination:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise RefusedDestination(f"{host} does not resolve ({exc.strerror or exc})") from None
-    addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
-    names, networks = _allowlist()
-    permitted = allow_private_webhooks() or host.lower() in names
-    for ip in addresses:
-        kind = _forbidden_kind(ip)
-        if kind and not permitted and not any(ip in net for net in networks):
-            raise RefusedDestination(
-                f"{host} resolves to {ip}, a {kind} address; set WEBHOOK_ALLOW_PRIVATE=1 or list the host in "
-                f"{ALLOWED_HOSTS_ENV} to allow it"
-            )
-    return Destination(parts.scheme, host, port, str(addresses[0]), target)
+        addresses = webhook_policy().addresses(host, port)
+    except EgressRefused as exc:
+        raise RefusedDestination(str(exc)) from None
+    return Destination(parts.scheme, host, port, addresses[0], target)

@@ -13,8 +13,10 @@ from tests.support import wait_until
 
 ADMIN_TOKEN = "test-admin-token"
 FINAL = {"completed", "completed_with_errors", "failed", "canceled"}
-# Salesforce's default limit (100k/day) spaces calls 0.9 s apart; the rate limit is not what these tests check.
-SF_FAST = {"rate_limit": False, "bulk_poll_interval_s": 0.05}
+# Salesforce's default limit (100k/day) spaces calls 0.9 s apart; the rate limit is not what these tests check,
+# so the stack's operator switches it off (PLATFORM_LIMITS).
+PLATFORM_LIMITS = {"salesforce": False}
+SF_FAST = {"bulk_poll_interval_s": 0.05}
 TINY_HUBSPOT = {"deals": 20, "contacts": 20, "companies": 10, "tasks": 10}
 TINY = {
     "hubspot": TINY_HUBSPOT,

@@ -4,6 +4,7 @@ when ACCEPTANCE_LOG names a file (`make acceptance`), written as the seed's Test
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.client import Acceptance
+from tests.acceptance.client import PLATFORM_LIMITS, Acceptance
 from tests.acceptance.report import ExecutionLog, seed_id
 from tests.receiver import Receiver
 from tests.stack import Stack, start_stack, stop_stack
@@ -25,7 +26,7 @@ _log = ExecutionLog(started=time.time())
 # ("package" would mean the whole session here: these test folders are not packages.)
 @pytest.fixture(scope="module")
 def stack(pg_url: str) -> Iterator[Stack]:
-    running = start_stack(pg_url, with_api=True)
+    running = start_stack(pg_url, with_api=True, extra_env={"SYNC_RATE_LIMITS": json.dumps(PLATFORM_LIMITS)})
     warm_up(running)
     yield running
     stop_stack(running)

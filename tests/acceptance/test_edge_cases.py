@@ -74,8 +74,9 @@ def test_EDGE_4_more_than_10000_records_use_bulk_api_2(acceptance: Acceptance):
         or "FROM Account" in str((r.get("body") or {}).get("query", ""))
         or "/jobs/query" in r["path"]
     ]
-    assert account[0] == ("GET", "/query") and account[1] == ("POST", "/jobs/query")
-    assert [p for _, p in account].count("/query") == 1  # no REST paging of the accounts
+    # Deleted rows are read too (queryAll): first a COUNT() to choose the API, then one Bulk job.
+    assert account[0] == ("GET", "/queryAll") and account[1] == ("POST", "/jobs/query")
+    assert [p for _, p in account].count("/queryAll") == 1  # no REST paging of the accounts
     assert sum(1 for _, p in account if p.endswith("/results")) == 3  # 12,000 rows in 5,000-row chunks
     assert rows("SELECT count(*), count(DISTINCT source_id) FROM accounts WHERE workspace_id = 'edge4'") == [
         (12_000, 12_000)

@@ -68,8 +68,12 @@ def test_QW_2_scheduler_queues_runs_without_blocking(acceptance: Acceptance):
     requests = evaluation["runRequests"]
     tags = [{t["key"]: t["value"] for t in r["tags"]} for r in requests]
     assert sorted(t["dagster/partition"] for t in tags) == ["qw2-a", "qw2-b", "qw2-c"]
-    assert {t["sync_type"] for t in tags} == {"scheduled"}
-    assert all(sorted(k["path"] for k in r["assetSelection"]) == sorted(HUBSPOT_ASSETS) for r in requests)
+    assert {t["sales-sync/sync_type"] for t in tags} == {"scheduled"}
+    # HubSpot's assets and the warehouse tables they feed.
+    selected = sorted(
+        HUBSPOT_ASSETS + [["warehouse", t] for t in ("deals", "contacts", "accounts", "tasks", "sync_errors")]
+    )
+    assert all(sorted(k["path"] for k in r["assetSelection"]) == selected for r in requests)
     logged = a.code_server_log()
     assert "Queueing daily sync jobs for 4 workspace(s)" in logged
     assert "Skipping workspace qw2-busy: a sync is already queued or running" in logged
@@ -138,11 +142,12 @@ def test_QW_5_monday_requests_are_throttled_to_60_per_minute(acceptance: Accepta
     a = acceptance
     a.sandbox.reset(sizes={"monday": {"boards": 1, "items": 150}})
     a.sandbox.limits("monday", 10, 10.0)  # 60/min, enforced over a 10 s window
-    a.workspace("qw5", {"monday": {"page_size": 10}})  # boards + 15 item pages = 16 requests
+    # The account, boards, 15 item pages, then the deletion check (boards again, one page of item ids).
+    a.workspace("qw5", {"monday": {"page_size": 10}})
     job = a.run_sync("qw5", "monday")
     assert job["status"] == "completed"
     calls = [r for r in a.sandbox.requests("monday") if r["path"] == "/monday/v2"]
-    assert [r["status"] for r in calls] == [200] * 16
+    assert [r["status"] for r in calls] == [200] * 19
     gaps = assert_evenly_spaced([r["ts_ms"] / 1000 for r in calls], 1.0)
     assert max(gaps) < 1.5  # evenly spaced, not bursts and pauses
     assert rows("SELECT count(*), count(DISTINCT source_id) FROM tasks WHERE workspace_id = 'qw5'") == [(150, 150)]

@@ -1,5 +1,5 @@
 """The REST API on a real stack (dagster-webserver + dagster-daemon on Postgres, the sandbox, uvicorn):
-status codes, tenant isolation, QW-1, QW-3, EDGE-1/EDGE-2, the 50-request race, and secrets."""
+status codes, tenant isolation, stale and concurrent triggers, the 50-request race, and secrets."""
 
 from __future__ import annotations
 
@@ -8,20 +8,23 @@ import hmac
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
-from dagster import AssetKey, DagsterEventType, DagsterRunStatus
+from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterRunStatus
 
 from api.syncs import STALE_MESSAGE
 from tests.e2e.api_client import ADMIN, Api, sql
+from tests.support import wait_until
 
 SMALL = {"hubspot": {"deals": 5, "contacts": 5, "companies": 5, "tasks": 5}}
 RUN_TIMEOUT_S = 300
@@ -64,6 +67,7 @@ def concrete(path: str, workspace: str, job_id: str) -> str:
         .replace("{connector}", "hubspot")
         .replace("{job_id}", job_id)
         .replace("{delivery_id}", "evt-1")
+        .replace("{token_id}", "1")
     )
 
 
@@ -86,7 +90,7 @@ def test_health_openapi_and_docs_need_no_token(api):
 def test_every_route_answers_401_without_a_valid_token(api):
     api.create_workspace("auth-ws")
     ops = operations(api)
-    assert len(ops) == 19
+    assert len(ops) == 23
     for method, path in ops:
         url = concrete(path, "auth-ws", str(uuid.uuid4()))
         body = VALID_BODIES.get((method, path))
@@ -186,7 +190,7 @@ def test_management_endpoints(api, e2e):
     assert not e2e.instance.has_dynamic_partition("workspace", "mgmt-ws")
 
 
-def test_qw3_stale_running_row_is_failed_and_the_new_sync_proceeds(api, e2e):
+def test_a_stale_running_row_is_failed_and_the_new_sync_proceeds(api, e2e):
     offered = e2e.sandbox.connections()
     for ws in ("qw3-stale", "qw3-recent"):
         api.create_workspace(ws)
@@ -209,7 +213,9 @@ def test_qw3_stale_running_row_is_failed_and_the_new_sync_proceeds(api, e2e):
     assert stale == [("failed", "Sync timed out (exceeded 1 hour)", True)] * 2
     assert STALE_MESSAGE == "Sync timed out (exceeded 1 hour)"
     job_id = response.json()["jobId"]
-    assert e2e.launched(job_id).tags["full_refresh"] == "true"
+    run = e2e.launched(job_id)
+    assert run.tags["sales-sync/full_refresh"] == "true"
+    assert run.run_config == {"ops": {"hubspot_sync": {"config": {"full_refresh": True}}}}
     assert e2e.wait_for_run(job_id, timeout_s=RUN_TIMEOUT_S).status == DagsterRunStatus.SUCCESS
     newest = sql(
         "SELECT connector_type, status, run_id FROM sync_log WHERE workspace_id = 'qw3-stale' "
@@ -290,9 +296,9 @@ def test_a_dead_launcher_process_is_replaced_by_the_next_trigger(api, e2e):
     assert after != before
 
 
-def test_qw1_salesforce_sync_is_accepted_at_once_and_its_job_completes(api, e2e):
-    """QW-1 + EDGE-1 and the 404s of the trigger, then every read endpoint on the finished job. Runs after
-    other launches, so the 202 is timed on a warm webserver, as in production."""
+def test_a_salesforce_sync_is_accepted_at_once_and_its_job_completes(api, e2e):
+    """A trigger answers 202 and a second one 409, and the 404s of the trigger, then every read endpoint on
+    the finished job. Runs after other launches, so the 202 is timed on a warm webserver, as in production."""
     api.create_workspace("qw1-ws")
     offered = e2e.sandbox.connections()
     assert api.connect("qw1-ws", "salesforce", offered).status_code == 201
@@ -319,7 +325,7 @@ def test_qw1_salesforce_sync_is_accepted_at_once_and_its_job_completes(api, e2e)
         "status": "queued",
         "statusUrl": f"/api/workspaces/qw1-ws/sync/jobs/{job_id}",
     }
-    # EDGE-1: a second trigger before the first finishes.
+    # A second trigger before the first finishes.
     duplicate = api.call("POST", "/api/workspaces/qw1-ws/sync")
     assert error(duplicate) == (409, "sync_in_progress")
     assert job_id in duplicate.json()["error"]["message"]
@@ -328,8 +334,8 @@ def test_qw1_salesforce_sync_is_accepted_at_once_and_its_job_completes(api, e2e)
     assert run.job_name == "sync_salesforce"
     assert run.tags["dagster/partition"] == "qw1-ws"
     assert run.tags["dagster/max_runtime"] == "120"
-    assert run.tags["dagster/priority"] == "10" and run.tags["sync_type"] == "manual"
-    assert run.tags["sync_id"] == accepted["syncId"]
+    assert run.tags["dagster/priority"] == "10" and run.tags["sales-sync/sync_type"] == "manual"
+    assert run.tags["sales-sync/sync_id"] == accepted["syncId"]
     assert e2e.wait_for_run(job_id, timeout_s=RUN_TIMEOUT_S).status == DagsterRunStatus.SUCCESS
 
     job = api.call("GET", accepted["statusUrl"]).json()
@@ -376,6 +382,8 @@ def test_workspace_sync_runs_the_assets_of_its_active_connections(api, e2e):
     expected = {AssetKey(["hubspot", e]) for e in ("deals", "contacts", "accounts", "tasks")} | {
         AssetKey(["gong", "calls"])
     }
+    # The tables those connectors write are recorded in the same run.
+    expected |= {AssetKey(["warehouse", t]) for t in ("deals", "contacts", "accounts", "tasks", "calls", "sync_errors")}
     for ws, run in zip(("pair-a", "pair-b"), runs, strict=True):
         assert (run.job_name, run.tags["dagster/partition"], run.asset_selection) == ("sync_workspace", ws, expected)
         materialized = {
@@ -466,6 +474,128 @@ def test_webhook_configuration_test_event_and_deliveries(api):
         "statusCode": None,
         "error": "no webhook configured",
     }
+
+
+def test_tokens_are_listed_without_secrets_revoked_and_expire(api):
+    api.create_workspace("tok-ws")
+    first = api.call("POST", "/api/workspaces/tok-ws/tokens", json={"name": "ci"}).json()
+    later = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    second = api.call("POST", "/api/workspaces/tok-ws/tokens", json={"name": "cron", "expiresAt": later}).json()
+    assert api.as_token(first["token"]).call("GET", "/api/workspaces/tok-ws").status_code == 200
+    listed = api.call("GET", "/api/workspaces/tok-ws/tokens").json()
+    assert [set(t) for t in listed["tokens"]] == [
+        {"id", "workspaceId", "name", "createdAt", "expiresAt", "lastUsedAt"}
+    ] * 2
+    assert [(t["id"], t["name"]) for t in listed["tokens"]] == [(first["id"], "ci"), (second["id"], "cron")]
+    assert listed["tokens"][0]["lastUsedAt"] is not None and listed["tokens"][1]["lastUsedAt"] is None
+    assert listed["tokens"][1]["expiresAt"] is not None
+    assert first["token"] not in json.dumps(listed) and second["token"] not in json.dumps(listed)
+    # Only the admin manages tokens; another workspace's token sees no such workspace.
+    assert error(api.as_token(first["token"]).call("GET", "/api/workspaces/tok-ws/tokens")) == (403, "forbidden")
+
+    assert api.call("DELETE", f"/api/workspaces/tok-ws/tokens/{first['id']}").status_code == 204
+    assert error(api.as_token(first["token"]).call("GET", "/api/workspaces/tok-ws")) == (401, "unauthorized")
+    assert error(api.call("DELETE", f"/api/workspaces/tok-ws/tokens/{first['id']}")) == (404, "not_found")
+    sql("UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = :i", i=second["id"])
+    assert error(api.as_token(second["token"]).call("GET", "/api/workspaces/tok-ws")) == (401, "unauthorized")
+    past = {"name": "x", "expiresAt": "2020-01-01T00:00:00Z"}
+    assert error(api.call("POST", "/api/workspaces/tok-ws/tokens", json=past)) == (400, "invalid_request")
+
+
+def test_a_connection_cannot_name_an_endpoint_or_an_unservable_rate_limit(api, e2e):
+    api.create_workspace("cfg-ws")
+    offered = e2e.sandbox.connections()
+    tenant = api.as_token(api.token_for("cfg-ws"))
+    for key in ("base_url", "token_url"):
+        refused = tenant.connect("cfg-ws", "google_drive", offered, **{key: "http://169.254.169.254/latest"})
+        assert error(refused) == (400, "invalid_request")
+        assert refused.json()["error"]["message"] == (
+            f"config: Value error, config.{key}: vendor endpoints are platform settings; a connection cannot set them"
+        )
+    slow = tenant.connect("cfg-ws", "google_drive", offered, rate_limit={"requests": 1, "per_seconds": 2592000})
+    assert error(slow) == (400, "invalid_request")
+    assert tenant.connect("cfg-ws", "google_drive", offered, rate_limit={"requests": 10, "per_seconds": 60}).ok
+    assert sql("SELECT config FROM connections WHERE workspace_id = 'cfg-ws'") == [
+        ({"rate_limit": {"requests": 10, "per_seconds": 60}},)
+    ]
+
+
+def raw_request(api: Api, head: str, body_parts: list[bytes]) -> tuple[int, bytes]:
+    """Send a request's head and then ``body_parts`` over a socket, and read the answer that comes back
+    (the API may answer before the body is complete). Returns (status, bytes of the body the client sent)."""
+    host, port = api.url.removeprefix("http://").split(":")
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head.encode())
+        for part in body_parts:
+            try:
+                sock.sendall(part)
+            except OSError:  # the server answered and closed: it stopped reading
+                break
+            sent += len(part)
+        answer = sock.recv(65536).decode(errors="replace")
+    return int(answer.split(" ", 2)[1]), sent
+
+
+def test_an_unauthenticated_64_mib_body_is_refused_without_being_read(api):
+    declared = 64 * 1024 * 1024
+    head = (
+        "PUT /api/workspaces/x/connections/hubspot HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {declared}\r\n\r\n"
+    )
+    status, sent = raw_request(api, head, [])  # no byte of the body sent: the answer cannot wait for it
+    assert status == 413
+    # Chunked, no length declared: refused once it passes 1 MiB, long before 64 MiB were sent.
+    chunk = b"x" * 65536
+    framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+    head = head.replace(f"Content-Length: {declared}", "Transfer-Encoding: chunked")
+    status, sent = raw_request(api, head, [framed] * 24)  # 1.5 MiB, then the answer
+    assert status == 413
+    response = api.call("PUT", "/api/workspaces/x/connections/hubspot", token=None, data=b"x" * (1024 * 1024 + 1))
+    assert error(response) == (413, "payload_too_large")
+    assert response.json()["error"]["message"] == "the request body exceeds 1048576 bytes"
+
+
+def test_test_webhooks_are_rate_limited_per_workspace(api):
+    for ws in ("rl-a", "rl-b"):
+        api.create_workspace(ws)
+        body = {"webhookUrl": "http://127.0.0.1:9/hook", "webhookSecret": "s"}
+        assert api.call("PUT", f"/api/workspaces/{ws}/webhook", json=body).status_code == 200
+    answers = [api.call("POST", "/api/workspaces/rl-a/webhook/test") for _ in range(6)]
+    assert [a.status_code for a in answers] == [200] * 5 + [429]
+    assert error(answers[5]) == (429, "rate_limited") and int(answers[5].headers["Retry-After"]) > 0
+    assert api.call("POST", "/api/workspaces/rl-b/webhook/test").status_code == 200  # its own allowance
+
+
+def test_a_recreated_workspace_starts_clean(api, e2e):
+    offered = e2e.sandbox.connections()
+    api.create_workspace("reborn")
+    assert api.connect("reborn", "hubspot", offered).status_code == 201
+    body = {"webhookUrl": "http://127.0.0.1:9/hook", "webhookSecret": "s"}  # nothing listens: stays pending
+    assert api.call("PUT", "/api/workspaces/reborn/webhook", json=body).status_code == 200
+    job = api.call("POST", "/api/workspaces/reborn/sync").json()
+    e2e.wait_for_run(e2e.launched(job["jobId"]).run_id, timeout_s=RUN_TIMEOUT_S)
+    wait_until(lambda: sql("SELECT count(*) FROM webhook_deliveries WHERE workspace_id = 'reborn'")[0][0], 60)
+    owned = {t: f"SELECT count(*) FROM {t} WHERE workspace_id = 'reborn'" for t in ("sync_log", "deals")}
+    assert all(sql(q)[0][0] > 0 for q in owned.values())
+    sql("INSERT INTO sync_errors (workspace_id, connector, entity, error) VALUES ('reborn', 'hubspot', 'deals', 'x')")
+
+    assert api.call("DELETE", "/api/workspaces/reborn").status_code == 204
+    api.create_workspace("reborn")
+    tables = ("sync_log", "sync_errors", "webhook_deliveries", "deals", "contacts", "accounts", "tasks", "connections")
+    for table in tables:
+        assert sql(f"SELECT count(*) FROM {table} WHERE workspace_id = 'reborn'") == [(0,)], table
+    assert api.call("GET", "/api/workspaces/reborn/sync/jobs").json()["jobs"] == []
+    assert api.call("GET", "/api/workspaces/reborn/sync/history").json()["history"] == []
+    assert api.call("GET", "/api/workspaces/reborn/webhook/deliveries").json()["deliveries"] == []
+    assert not e2e.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(["hubspot", "deals"]), asset_partitions=["reborn"]), limit=1
+    ).records
+    # Its first sync is a full one.
+    assert api.connect("reborn", "hubspot", offered).status_code == 201
+    job = api.call("POST", "/api/workspaces/reborn/sync").json()
+    e2e.wait_for_run(e2e.launched(job["jobId"]).run_id, timeout_s=RUN_TIMEOUT_S)
+    assert sql("SELECT DISTINCT mode FROM sync_log WHERE workspace_id = 'reborn'") == [("full",)]
 
 
 def test_secrets_never_appear_in_responses_or_logs(api, e2e, seen):

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -20,10 +22,11 @@ from resources.hubspot import HubSpotResource
 from resources.settings import warehouse_url
 from resources.warehouse import WarehouseResource
 from sync_assets import CONNECTORS
-from sync_assets.loop import FAILED_RECORDS_CHECK, asset_key, iso
+from sync_assets.health import FAILED_RECORDS_CHECK, FRESHNESS_CHECK
 from sync_assets.partitions import WORKSPACE_PARTITIONS_NAME
+from sync_assets.state import asset_key
 from tests.stack import LOCATION, Stack
-from tests.support import REPO, rows
+from tests.support import REPO, SANDBOX_URL_ENV, rows
 
 WORKSPACE = "browser-ws"
 UNSYNCED = "browser-pending"  # a registered partition that never syncs: the contrast for "materialized"
@@ -63,12 +66,16 @@ def synced(stack: Stack, pg_url: str) -> Iterator[SyncedWorkspace]:
     assert sorted(offered) == sorted(c.name for c in CONNECTORS)
     engine = get_engine(warehouse_url())
     upsert_workspace(engine, WORKSPACE, "Browser check")
+    # A workspace without connections: the registry sensor keeps the partitions of registered workspaces only.
+    upsert_workspace(engine, UNSYNCED, "Never synced")
     for name, connection in offered.items():
         upsert_connection(engine, WORKSPACE, name, connection["credentials"], connection["config"])
     stack.instance.add_dynamic_partitions(WORKSPACE_PARTITIONS_NAME, [WORKSPACE, UNSYNCED])
 
-    hubspot = HubSpotResource().client_for(WarehouseResource().get_connection(WORKSPACE, "hubspot"))
-    bad_deal_id = next(hubspot.list_objects("deals", ["dealname"])).records[0].id
+    with pytest.MonkeyPatch.context() as env:  # this process reads the stack's sandbox, as its workers do
+        env.setenv(SANDBOX_URL_ENV, stack.sandbox.url)
+        hubspot = HubSpotResource().client_for(WarehouseResource().get_connection(WORKSPACE, "hubspot"))
+        bad_deal_id = next(hubspot.objects_by_id("deals", ["dealname"])).records[0].id
     stack.sandbox.faults("hubspot", bad_records=[bad_deal_id])
     run_id = stack.launch("sync_workspace", WORKSPACE)
     run = stack.wait_for_run(run_id, timeout_s=300)
@@ -95,7 +102,9 @@ def page(browser: Browser, stack: Stack) -> Iterator[Page]:
     )
     assert dismissed.json() == {"data": {"setNuxSeen": True}}
     context = browser.new_context(
-        viewport={"width": 1400, "height": 900}, base_url=f"http://127.0.0.1:{stack.dagster_port}"
+        viewport={"width": 1400, "height": 900},
+        base_url=f"http://127.0.0.1:{stack.dagster_port}",
+        timezone_id="UTC",
     )
     context.set_default_timeout(UI_TIMEOUT_MS)
     opened = context.new_page()
@@ -165,7 +174,8 @@ def test_asset_page_shows_the_sync_metadata(synced, page):
         "records_synced": str(committed),
         "records_failed": "1",
         "mode": "full",
-        "watermark": iso(watermark),
+        # A timestamp value, shown in the page's (UTC) time zone to the second.
+        "watermark": watermark.astimezone(UTC).strftime("%b %-d, %Y, %-I:%M:%S %p UTC"),
     }
     for key, value in metadata.items():
         expect_metadata(page, key, value)
@@ -175,15 +185,17 @@ def test_asset_page_shows_the_sync_metadata(synced, page):
 def test_warn_check_fails_on_the_asset_with_the_bad_record_and_passes_elsewhere(synced, page):
     page.goto("/assets/hubspot/deals?view=checks")
     expect(page.get_by_text("This is a non-blocking asset check.")).to_be_visible()
-    expect(page.get_by_text(FAILED_RECORDS_CHECK, exact=True).first).to_be_visible()
-    # "Failed" twice: under the check's name in the list, and as its latest evaluation result.
-    expect(page.get_by_text("Failed", exact=True)).to_have_count(2)
+    page.get_by_text(FAILED_RECORDS_CHECK, exact=True).first.click()
+    # One deal in 30 failed: under the 5% share, so a WARN; the other checks of the asset passed.
+    expect(page.get_by_text("Failed", exact=True).first).to_be_visible()
     expect_metadata(page, "records_failed", "1")
+    expect_metadata(page, "records_read", str(SIZES["hubspot"]["deals"]))
+    expect(page.get_by_text("Succeeded", exact=True)).to_have_count(3)
     screenshot(page, "check_failed_hubspot_deals")
 
     page.goto("/assets/hubspot/contacts?view=checks")
     expect(page.get_by_text(FAILED_RECORDS_CHECK, exact=True).first).to_be_visible()
-    expect(page.get_by_text("Succeeded", exact=True)).to_be_visible()
+    expect(page.get_by_text("Succeeded", exact=True)).to_have_count(4)
     expect(page.get_by_text("Passed", exact=True)).to_be_visible()
     expect(page.get_by_text("Failed", exact=True)).to_have_count(0)
     screenshot(page, "check_passed_hubspot_contacts")
@@ -205,3 +217,58 @@ def test_api_docs_page_renders_when_the_stack_runs_the_api(synced, stack, browse
         expect(docs.locator(f'[data-path="{path}"]').first).to_be_visible()
     screenshot(docs, "api_docs")
     context.close()
+
+
+def test_warehouse_deals_page_shows_its_writers_columns_row_count_and_partition_checks(synced, page):
+    committed = rows("SELECT count(*) FROM deals WHERE workspace_id = :w", w=WORKSPACE)[0][0]
+    assert committed == SIZES["hubspot"]["deals"] - 1 + SIZES["salesforce"]["Opportunity"]
+    page.goto("/assets/warehouse/deals")
+    # Lineage: both writers upstream, and nothing downstream.
+    lineage = page.get_by_text("Upstream assets", exact=True).locator("xpath=../..")
+    for writer in ("hubspot / deals", "salesforce / deals"):
+        expect(lineage.get_by_role("link", name=writer).first).to_be_visible()
+    # The table as Postgres holds it: its name, and its column schema from resources/schema.py.
+    expect(page.get_by_text("public.deals", exact=True).first).to_be_visible()
+    amount = page.get_by_role("row").filter(has=page.get_by_text("amount", exact=True))
+    expect(amount.get_by_text("NUMERIC(20, 2)", exact=True)).to_be_visible()
+    workspace_id = page.get_by_role("row").filter(has=page.get_by_text("workspace_id", exact=True))
+    expect(workspace_id.get_by_text("non-nullable", exact=True)).to_be_visible()
+    # The workspace's row count, as the header's "Row count" and as the materialization's metadata.
+    expect(page.get_by_text("Row count", exact=True).locator("xpath=..")).to_contain_text(str(committed))
+    expect_metadata(page, "dagster/partition_row_count", str(committed))
+    screenshot(page, "warehouse_deals_overview")
+
+    # The freshness check's latest result, for this workspace's partition.
+    page.goto("/assets/warehouse/deals?view=checks")
+    expect(page.get_by_text(FRESHNESS_CHECK, exact=True).first).to_be_visible()
+    expect(page.get_by_text("Passed", exact=True)).to_be_visible()
+    expect(page.get_by_text("Partition", exact=True).locator("xpath=..")).to_contain_text(WORKSPACE)
+    screenshot(page, "warehouse_deals_checks")
+    # Per partition: passed for the synced workspace only. The others (the one that never synced, and the
+    # workspaces earlier modules left in the session's warehouse, which the registry sensor adds) are missing.
+    page.get_by_role("tab", name="Partitions").last.click()
+    expect(page.get_by_text("Passed (1)", exact=True)).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^Missing \([1-9]\d*\)$")).first).to_be_visible()
+    expect(page.get_by_text("Failed (0)", exact=True)).to_be_visible()
+    screenshot(page, "warehouse_deals_check_partitions")
+
+
+def test_asset_graph_shows_the_warehouse_group_beside_the_connector_groups(synced, page):
+    page.goto("/asset-groups")
+    for group in (*(c.name for c in CONNECTORS), "warehouse"):
+        expect(page.get_by_text(group, exact=True).first).to_be_visible()
+    expect(page.get_by_text("(fetching statuses)", exact=False)).to_have_count(0)
+    # Every group open (as clicking each group's unfold icon does), so the graph shows each entity asset
+    # and the tables it feeds.
+    groups = ",".join(f"global@global:{group}" for group in (*(c.name for c in CONNECTORS), "warehouse"))
+    page.goto(f"/asset-groups?expanded={quote(groups)}")
+    expect(page.get_by_role("img", name="unfold_more")).to_have_count(0)
+    expect(page.get_by_text("sync_errors", exact=True).first).to_be_visible()
+    expect(page.get_by_text("(fetching statuses)", exact=False)).to_have_count(0)
+    # Zoomed out until the tables and their writers fit the view.
+    for _ in range(4):
+        page.get_by_role("button", name="zoom_out").click()
+    expect(page.get_by_text("Loading...", exact=True)).to_have_count(0)
+    # The README's Orchestration section shows this screenshot (docs/img/asset-graph.png, copied by hand:
+    # a test run never writes into the repository).
+    screenshot(page, "asset_graph")

@@ -5,6 +5,7 @@ workers. Real processes throughout: dagster-webserver, dagster-daemon, the sandb
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
@@ -19,12 +20,14 @@ from resources.db import get_engine
 from resources.settings import warehouse_url
 from scripts import workers
 from sync_assets import CONNECTORS_BY_NAME
-from sync_assets.loop import asset_key
+from sync_assets.state import asset_key
 from tests.stack import Stack, start_stack, stop_stack
-from tests.support import rows, run_sync, wait_until
+from tests.support import SANDBOX_URL_ENV, rows, run_sync, wait_until
 
 TABLES = ("deals", "contacts", "accounts", "tasks")
 HUBSPOT_RATE = {"requests": 5, "per_seconds": 1}  # one request every 202 ms per credential
+# The operator's platform limits for this stack: HubSpot's credential shared at HUBSPOT_RATE, Salesforce's off.
+PLATFORM_LIMITS = {"hubspot": HUBSPOT_RATE, "salesforce": False}
 SIZES = {
     "hubspot": {"deals": 250, "contacts": 150, "companies": 60, "tasks": 80},
     "salesforce": {"Opportunity": 120, "Contact": 150, "Account": 60, "Task": 80},
@@ -58,6 +61,7 @@ def platform(pg_url: str) -> Iterator[CeleryPlatform]:
             "DAGSTER_GRPC_TIMEOUT_SECONDS": "180",
             # The redelivered step must start within the lease, or the reaper fails the run (production: 120 s).
             "SYNC_LEASE_SECONDS": "30",
+            "SYNC_RATE_LIMITS": json.dumps(PLATFORM_LIMITS),
         },
     )
     try:
@@ -159,7 +163,7 @@ def overlapping_on_different_workers(executions: list[StepExecution]) -> bool:
     )
 
 
-def test_four_workspaces_spread_over_both_workers_and_match_a_single_machine_run(celery, instance):
+def test_four_workspaces_spread_over_both_workers_and_match_a_single_machine_run(celery, instance, monkeypatch):
     stack = celery.stack
     stack.sandbox.faults("hubspot", latency_ms=50)
     stack.sandbox.faults("salesforce", latency_ms=50)
@@ -194,7 +198,10 @@ def test_four_workspaces_spread_over_both_workers_and_match_a_single_machine_run
         assert_exact_rows(ws)
     stack.sandbox.clear_faults("hubspot")
     stack.sandbox.clear_faults("salesforce")
-    register(stack, "single-machine", ("hubspot", "salesforce"), rate_limit=False)
+    # This process syncs it, with the workers' settings: their limits, their vendor endpoints.
+    monkeypatch.setenv("SYNC_RATE_LIMITS", json.dumps(PLATFORM_LIMITS))
+    monkeypatch.setenv(SANDBOX_URL_ENV, stack.sandbox.url)
+    register(stack, "single-machine", ("hubspot", "salesforce"))
     instance.add_dynamic_partitions("workspace", ["single-machine"])
     assert run_sync(instance, connector_assets("hubspot", "salesforce"), "single-machine").success
     assert_exact_rows("single-machine")
@@ -215,14 +222,14 @@ def test_a_shared_credentials_rate_limit_holds_across_workers(celery):
     never answers 429."""
     stack = celery.stack
     # Big enough that each workspace's step outlasts the gap between the two runs' launches (seconds on a
-    # loaded machine): 25 calls is 5 s at the shared pace.
-    stack.sandbox.reset(sizes={"hubspot": {"deals": 2000, "contacts": 150, "companies": 60, "tasks": 80}})
+    # loaded machine): 23 calls is about 5 s at the shared pace.
+    stack.sandbox.reset(sizes={"hubspot": {"deals": 3000, "contacts": 150, "companies": 60, "tasks": 80}})
     # The vendor enforces one call of headroom over the client's pace, so arrival jitter on a busy machine
     # is not a 429, while two workers each pacing alone (10 calls/s) would be.
     stack.sandbox.limits("hubspot", HUBSPOT_RATE["requests"] + 1, HUBSPOT_RATE["per_seconds"])
     stack.sandbox.faults("hubspot", latency_ms=100)
     workspaces = ["limit-a", "limit-b"]
-    selection = [register(stack, ws, ("hubspot",), rate_limit=HUBSPOT_RATE) for ws in workspaces][0]
+    selection = [register(stack, ws, ("hubspot",)) for ws in workspaces][0]
     run_ids = [stack.launch("sync_workspace", ws, assets=selection) for ws in workspaces]
     for run_id in run_ids:
         assert stack.wait_for_run(run_id, timeout_s=150).status == DagsterRunStatus.SUCCESS, failure_messages(
@@ -239,19 +246,22 @@ def test_a_shared_credentials_rate_limit_holds_across_workers(celery):
     stamps = [r["ts_ms"] / 1000 for r in log]
     interval = HUBSPOT_RATE["per_seconds"] / HUBSPOT_RATE["requests"]
     spans = [later - earlier for earlier, later in zip(stamps, stamps[10:], strict=False)]
-    assert len(stamps) == 2 * 25  # per workspace: deals 21 pages (the last one empty), contacts 2, companies, tasks
+    # Per workspace: deals in 16 search pages of 200 (the last one empty), contacts, companies and tasks in
+    # one page each, then one archive page of each.
+    assert len(stamps) == 2 * (16 + 3 + 4)
     assert min(spans) >= 10 * interval * 0.9, sorted(spans)[:3]
     for ws in workspaces:
         assert rows("SELECT count(*), count(DISTINCT source_id) FROM deals WHERE workspace_id = :w", w=ws) == [
-            (2000, 2000)
+            (3000, 3000)
         ]
 
 
 def test_a_killed_workers_step_is_redelivered_to_the_other_worker_without_loss_or_duplicates(celery):
     stack = celery.stack
-    stack.sandbox.reset(sizes={"hubspot": {"deals": 600, "contacts": 150, "companies": 60, "tasks": 80}})
+    # 26 search pages of 200 deals at 400 ms each: about 10 s of reading left after the first commit.
+    stack.sandbox.reset(sizes={"hubspot": {"deals": 5000, "contacts": 150, "companies": 60, "tasks": 80}})
     stack.sandbox.faults("hubspot", latency_ms=400)
-    selection = register(stack, "celery-kill", ("hubspot",), rate_limit=False)
+    selection = register(stack, "celery-kill", ("hubspot",))
     run_id = stack.launch("sync_workspace", "celery-kill", assets=selection)
 
     # Mid-sync: the step is on a worker and has committed some pages, but not all.
@@ -261,7 +271,7 @@ def test_a_killed_workers_step_is_redelivered_to_the_other_worker_without_loss_o
     victim = next(w for w in celery.pool if running.worker.startswith(f"{w.name}@"))
     workers.kill_worker(victim)
     committed_before_the_kill = rows(deals)[0][0]
-    assert 0 < committed_before_the_kill < 600
+    assert 0 < committed_before_the_kill < 5000
     try:
         run = stack.wait_for_run(run_id, timeout_s=150)
         assert run.status == DagsterRunStatus.SUCCESS, failure_messages(stack, run_id)
@@ -270,7 +280,7 @@ def test_a_killed_workers_step_is_redelivered_to_the_other_worker_without_loss_o
         assert second.worker != first.worker
         assert None not in (first.pid, second.pid) and second.pid != first.pid
         assert first.ended is None and second.ended is not None
-        for table, count in {"deals": 600, "contacts": 150, "accounts": 60, "tasks": 80}.items():
+        for table, count in {"deals": 5000, "contacts": 150, "accounts": 60, "tasks": 80}.items():
             counted = rows(
                 f"SELECT count(*), count(DISTINCT source_id) FROM {table} WHERE workspace_id = 'celery-kill'"
             )

@@ -37,3 +37,21 @@ def test_million_record_dataset_is_lazy_and_searchable() -> None:
     # One mutation batch ties on time; ties go by id (descending order is the exact reverse).
     assert newest == [500_000, 1, 999_999]
     assert store.select([]).page("modified", False, 999_997, 5) == [999_999, 1, 500_000]
+
+
+def test_hand_rolled_json_covers_archived_and_merged_records() -> None:
+    from sandbox.mutation import Mutation
+
+    v = HubSpot()
+    v.reset_state(3, {"deals": 20}, True)
+    spec = OBJECTS["deals"]
+    v.apply(Mutation("deals", action="archive", ids=[str(spec.id_base + 4)]))
+    v.apply(Mutation("deals", action="merge", ids=[str(spec.id_base + 6)], into=str(spec.id_base + 7)))
+    wanted = frozenset({"dealname", "hs_merged_object_ids"})
+    for props in (None, wanted):
+        for i in range(20):
+            for _ in range(2):
+                assert json.loads(v.record_json(spec, i, props)) == v.record(spec, i, props), i
+    archived = v.record(spec, 4)
+    assert archived["archived"] is True and archived["archivedAt"].endswith("Z")
+    assert v.record(spec, 7, wanted)["properties"]["hs_merged_object_ids"] == str(spec.id_base + 6)

@@ -78,7 +78,7 @@ def test_token_refresh_and_oauth_errors(sandbox: Sandbox) -> None:
     r = sandbox.refresh()
     body = r.json()
     assert r.status_code == 200
-    assert set(body) == {"token_type", "refresh_token", "access_token", "expires_in"}
+    assert set(body) == {"token_type", "refresh_token", "access_token", "expires_in", "hub_id"}
     assert (body["token_type"], body["refresh_token"], body["expires_in"]) == ("bearer", creds["refresh_token"], 1800)
     assert get(sandbox, body["access_token"], DEALS).status_code == 200
 
@@ -367,6 +367,7 @@ def test_request_log_is_exact(sandbox: Sandbox) -> None:
             "body": None,
             "status": 200,
             "credential": cid,
+            "fault": None,
         },
         {
             "method": "POST",
@@ -375,6 +376,7 @@ def test_request_log_is_exact(sandbox: Sandbox) -> None:
             "body": body,
             "status": 200,
             "credential": cid,
+            "fault": None,
         },
         {
             "method": "GET",
@@ -383,6 +385,7 @@ def test_request_log_is_exact(sandbox: Sandbox) -> None:
             "body": None,
             "status": 401,
             "credential": None,
+            "fault": None,
         },
         {
             "method": "GET",
@@ -391,6 +394,7 @@ def test_request_log_is_exact(sandbox: Sandbox) -> None:
             "body": None,
             "status": 429,
             "credential": cid,
+            "fault": None,
         },
         {
             "method": "POST",
@@ -399,6 +403,7 @@ def test_request_log_is_exact(sandbox: Sandbox) -> None:
             "body": {"grant_type": "refresh_token", **creds},
             "status": 200,
             "credential": cid,
+            "fault": None,
         },
     ]
     since = sandbox.control("GET", f"hubspot/requests?since_ms={stamps[3]}")["requests"]
