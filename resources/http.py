@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
@@ -178,6 +178,11 @@ class VendorClock:
 
     def now(self) -> datetime:
         return self._latest or datetime.now(UTC)
+
+    def now_at_latest(self) -> datetime:
+        """A moment not before the vendor's time at its latest response: ``now()`` plus the second the
+        header's flooring may have dropped. The end of a window that must include what happened up to then."""
+        return self.now() + timedelta(seconds=1) if self._latest else self.now()
 
 
 def body_summary(response: requests.Response) -> str:

@@ -58,7 +58,7 @@ def reader(sobject: str):
     def read(client: SalesforceClient, window: ReadWindow) -> Iterator[Page[SalesforceRecord]]:
         yield from client.modified_since(sobject, field_names(client, sobject), window.since)
         if window.deleted_since is not None:
-            yield Page(deletions=client.deleted_between(sobject, window.deleted_since, client.clock.now()))
+            yield Page(deletions=client.deleted_between(sobject, window.deleted_since, client.clock.now_at_latest()))
 
     return read
 

@@ -19,7 +19,8 @@ from definitions import connector_assets
 from resources.http import VendorError
 from resources.salesforce import SalesforceResource, soql_datetime
 from resources.warehouse import WarehouseResource
-from sync_assets.salesforce import FIELDS
+from sync_assets.salesforce import CONNECTOR, FIELDS
+from sync_assets.watermark import ReadWindow
 from tests.conftest import register
 from tests.support import latest_metadata, rows, run_sync
 
@@ -200,6 +201,28 @@ def test_the_deleted_endpoints_window_starts_at_the_previous_read_start_less_the
     assert metadata(instance, "deals")["watermark"] == watermark
 
 
+def test_a_deletion_in_the_same_second_as_the_latest_response_is_listed(warehouse, instance, sandbox):
+    """The ``Date`` header floors the vendor's time to whole seconds, so a purge made a moment after the
+    latest response can carry a later ``deletedDate`` than that header: the deleted window reaches the
+    next whole second, or a sync run right after the purge would leave the row live."""
+    setup(warehouse, instance, sandbox, {"Opportunity": 3})
+    client = SalesforceResource().client_for(WarehouseResource().get_connection(WS, "salesforce"))
+    read_deals = CONNECTOR.entities[0].read
+    purged = sandbox.truth("salesforce", "Opportunity")[0]["id"]
+    while time.time() % 1 > 0.2:  # early in a second, so the purge below lands in the header's second
+        time.sleep(0.01)
+    client.count("Opportunity", "")  # the latest response: its Date is this second, floored
+    purged_at = datetime.fromisoformat(
+        sandbox.mutate("salesforce", "Opportunity", action="purge", ids=[purged])["changed_at"]
+    )
+
+    window = ReadWindow(since=datetime.now(UTC), deleted_since=datetime.now(UTC) - SAFETY_LAG)
+    pages = list(read_deals(client, window))
+    assert [d.source_id for page in pages for d in page.deletions] == [purged]
+    [(_, end)] = deleted_windows(sandbox, "Opportunity")
+    assert end > purged_at
+
+
 def test_request_limit_exceeded_403_is_throttling_backed_off_and_retried(warehouse, instance, sandbox):
     setup(warehouse, instance, sandbox, {"Opportunity": 120}, retry={"backoff_base_s": 0.2})
     sandbox.faults("salesforce", next_429=2)  # the sandbox's throttle answer: 403 REQUEST_LIMIT_EXCEEDED
@@ -329,7 +352,6 @@ def test_a_listed_deletion_older_than_the_stored_version_is_asked_of_salesforce(
             {"t": ahead, "a": gone, "b": kept},
         )
     sandbox.mutate("salesforce", "Contact", action="purge", ids=[gone])
-    time.sleep(1.1)  # the deleted endpoint's window ends on a whole second: one past the purge
     sandbox.clear_requests("salesforce")
 
     assert run_sync(instance, SALESFORCE, WS, selection=["salesforce/contacts"]).success
